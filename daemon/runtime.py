@@ -1,0 +1,52 @@
+"""LiteRT interpreter loading: ai-edge-litert first, tflite_runtime as a fallback.
+
+TensorFlow is never imported here: the runtime must fit a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, unreadable, or not what the runtime expects."""
+
+
+def _interpreter_module():
+    try:
+        from ai_edge_litert import interpreter as mod
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter as mod  # old Pi images
+        except ImportError as exc:
+            raise ModelError(
+                "no TFLite interpreter: install 'ai-edge-litert' (pip install ai-edge-litert)"
+            ) from exc
+    return mod
+
+
+def load_interpreter(model_path: str | Path, num_threads: int = 1, delegates=None):
+    """Create an interpreter for a .tflite file, with a clear error if it is missing."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    mod = _interpreter_module()
+    try:
+        return mod.Interpreter(model_path=str(path), num_threads=num_threads,
+                               experimental_delegates=delegates)
+    except ValueError as exc:
+        raise ModelError(f"cannot load model {path}: {exc}") from exc
+
+
+def load_edgetpu_delegate(library: str = "libedgetpu.so.1"):
+    """The Coral Edge TPU delegate, or a ModelError that says what to install."""
+    mod = _interpreter_module()
+    try:
+        return mod.load_delegate(library)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(
+            f"Edge TPU delegate '{library}' could not be loaded ({exc}). Install the Coral "
+            "runtime (apt install libedgetpu1-std from the Coral apt repository), plug in the "
+            "Edge TPU, and use an encoder compiled with edgetpu_compiler; or set "
+            "embedder backend = \"cpu\"."
+        ) from exc
