@@ -1,0 +1,53 @@
+"""Shared LiteRT encoder: quantises crops, runs the model one face at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon.embeddings.base import ModelInfo
+from daemon.faces.align import normalize_crop
+from daemon.runtime import ModelError
+
+
+class LiteRtEncoder:
+    """Runs an int8 or float encoder .tflite with a given interpreter."""
+
+    def __init__(self, interpreter, info: ModelInfo):
+        self.info = info
+        self._it = interpreter
+        self._it.allocate_tensors()
+        inp, out = self._it.get_input_details()[0], self._it.get_output_details()[0]
+        expected = (1, info.input_size, info.input_size, 1)
+        if tuple(inp["shape"]) != expected:
+            raise ModelError(f"encoder input shape {tuple(inp['shape'])} does not match "
+                             f"model.json {expected}")
+        self._in, self._out = inp["index"], out["index"]
+        self._in_dtype, self._out_dtype = inp["dtype"], out["dtype"]
+        self._in_q, self._out_q = inp["quantization"], out["quantization"]
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        if self._in_dtype == np.float32:
+            return x
+        scale, zero = self._in_q
+        info = np.iinfo(self._in_dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self._in_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self._out_dtype == np.float32:
+            return y.astype(np.float32)
+        scale, zero = self._out_q
+        return (y.astype(np.float32) - zero) * scale
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Unit embeddings (N, D) for uint8 crops (N, S, S) or one crop (S, S)."""
+        crops = np.asarray(crops)
+        if crops.ndim == 2:
+            crops = crops[None]
+        out = np.empty((len(crops), self.info.embedding_size), np.float32)
+        for i, x in enumerate(self._quantize(normalize_crop(crops))):
+            self._it.set_tensor(self._in, x[None])
+            self._it.invoke()
+            out[i] = self._dequantize(self._it.get_tensor(self._out)[0])
+        # int8 output rounding leaves norms near 1; renormalise so distances are exact.
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
