@@ -1,0 +1,33 @@
+"""Frame sources behind one interface: ``open_source(kind, **options)``.
+
+Every source is opened with open(), read frame by frame with read() (None at the end
+of a recording) and released with close(); failures raise SourceError. Wrap a live
+camera in ResilientSource to reconnect on its own.
+"""
+
+from __future__ import annotations
+
+from daemon.frames.base import Frame, FrameSource, SourceError
+from daemon.frames.opencv import OpenCVSource
+from daemon.frames.picamera import PiCameraSource
+from daemon.frames.replay import ReplaySource
+from daemon.frames.resilient import ResilientSource
+
+SOURCE_KINDS = {
+    "replay": ReplaySource,
+    "opencv": OpenCVSource,
+    "picamera2": PiCameraSource,
+}
+
+
+def open_source(kind: str, **options) -> FrameSource:
+    """Build (but do not open) a source: ``open_source("opencv", device=0, size=(640, 480))``."""
+    try:
+        source_class = SOURCE_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown frame source {kind!r}; choose one of {', '.join(SOURCE_KINDS)}") from None
+    return source_class(**options)
+
+
+__all__ = ["SOURCE_KINDS", "Frame", "FrameSource", "OpenCVSource", "PiCameraSource", "ReplaySource",
+           "ResilientSource", "SourceError", "open_source"]
