@@ -1,0 +1,302 @@
+"""``model-build``: train, evaluate and export the facegate face encoder.
+
+    model-build train    --data DIR [--data DIR] --pairs FILE --holdout-folds 7,8 --run-dir RUN
+    model-build evaluate --model MODEL --data DIR --pairs FILE [--folds 7,8] [--out DIR] [--json]
+    model-build export   --run-dir RUN --out DIR
+
+Fold numbers are 1-based, as in LFW's documentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+log = logging.getLogger("model_build")
+DEFAULT_CACHE = "cache"
+
+
+def _folds(text: str | None) -> list[int] | None:
+    """'7,8' -> [6, 7] (0-based)."""
+    if not text:
+        return None
+    try:
+        folds = [int(x) - 1 for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folds must be comma-separated numbers, got {text!r}")
+    if any(f < 0 for f in folds):
+        raise argparse.ArgumentTypeError("fold numbers start at 1")
+    return folds
+
+
+def _protocol(pairs: str | None):
+    from model_build.evaluators.pairs import read_pairs
+    return read_pairs(pairs) if pairs else None
+
+
+def _run_info(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {run_dir} is not a training run (no run.json); run 'model-build train' first")
+    return json.loads(path.read_text())
+
+
+def _holdout_monitor(run: dict, size: int, cache: str, progress: bool):
+    """A callback scoring the held-out LFW folds during training, or None."""
+    if not run.get("pairs") or not run.get("holdout_folds"):
+        return None
+    from model_build.data.datasets import align_folder
+    from model_build.evaluate import evaluate
+    from model_build.evaluators.pairs import people_in_folds
+    from model_build.train import embed_crops
+    protocol = _protocol(run["pairs"])
+    root = _root_for_pairs(run, protocol)
+    data = align_folder(root, size, cache, progress)
+
+    def on_eval(model, step):
+        ev = evaluate(lambda c: embed_crops(model, c), data, protocol, run["holdout_folds"])
+        s = ev.summary
+        return {"holdout_accuracy": round(s["pairs"]["accuracy"]["accuracy_mean"], 4),
+                "holdout_auc": round(s["pairs"]["auc"], 4),
+                "holdout_tar_at_far_1e-3": round(s["calibration"]["tar"], 4)}
+    assert people_in_folds  # imported for clarity of where held-out people come from
+    return on_eval
+
+
+def _root_for_pairs(run: dict, protocol) -> str:
+    """The --data folder that holds the pairs file's people (the LFW folder)."""
+    for root in run["data"]:
+        if all((Path(root) / p.path_a).is_file() for p in protocol.pairs[:20]):
+            return root
+    raise SystemExit("error: none of the --data folders holds the images named in the pairs file")
+
+
+def cmd_train(args) -> int:
+    from model_build.data.datasets import DatasetError, load_training_set
+    from model_build.evaluators.pairs import people_in_folds
+    from model_build.train import TrainConfig, train
+
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    protocol = _protocol(args.pairs)
+    holdout = args.holdout_folds or []
+    if holdout and protocol is None:
+        raise SystemExit("error: --holdout-folds needs --pairs")
+    excluded = people_in_folds(protocol, holdout) if holdout else set()
+    cfg = TrainConfig(input_size=args.input_size, width=args.width, loss=args.loss, margin=args.margin,
+                      identities_per_batch=args.p, images_per_identity=args.k, steps=args.steps,
+                      learning_rate=args.lr, distill_weight=args.distill_weight if args.distill else 0.0,
+                      seed=args.seed, checkpoint_every=args.checkpoint_every)
+    try:
+        data = load_training_set(args.data, cfg.input_size, args.cache_dir, exclude=excluded,
+                                 progress=not args.no_progress)
+    except DatasetError as exc:
+        log.error("%s", exc)
+        return 2
+    teacher = None
+    if args.distill:
+        import hashlib
+
+        from model_build.data.teacher import teacher_embeddings
+        key = hashlib.sha256(data.crops.tobytes()).hexdigest()[:16]
+        teacher = teacher_embeddings(data.crops, Path(args.cache_dir) / f"teacher-dlib-{key}.npy",
+                                     workers=args.workers, progress=not args.no_progress)
+    run = {"data": [str(d) for d in args.data], "pairs": args.pairs, "holdout_folds": holdout,
+           "excluded_people": len(excluded), "training_data": data.summary(),
+           "distillation": "dlib_face_recognition_resnet_model_v1" if args.distill else None,
+           "config": asdict(cfg), "cache_dir": args.cache_dir}
+    (run_dir / "run.json").write_text(json.dumps(run, indent=2, default=int))
+    log.info("training on %d images of %d identities (held out: %d people of folds %s)",
+             len(data), data.num_identities, len(excluded), [f + 1 for f in holdout])
+    monitor = _holdout_monitor(run, cfg.input_size, args.cache_dir, not args.no_progress)
+    train(data, cfg, run_dir, teacher=teacher, progress=not args.no_progress,
+          on_eval=monitor, eval_every=args.eval_every if monitor else 0)
+    log.info("done: %s", run_dir / "encoder.keras")
+    return 0
+
+
+def _embed_fn(model_path: Path):
+    """uint8 crops -> embeddings for a .tflite (through the runtime) or Keras model."""
+    if model_path.suffix == ".tflite":
+        from daemon.embeddings.base import ModelInfo
+        from daemon.embeddings.litert import LiteRtEncoder
+        from daemon.runtime import load_interpreter
+        it = load_interpreter(model_path)
+        shape = it.get_input_details()[0]["shape"]
+        dim = it.get_output_details()[0]["shape"][-1]
+        enc = LiteRtEncoder(it, ModelInfo("eval", int(shape[1]), int(dim), 1.0))
+        return enc.embed, int(shape[1])
+    from model_build.train import embed_crops, load_trained
+    import keras
+    model = load_trained(model_path) if model_path.is_dir() else keras.models.load_model(model_path)
+    return (lambda crops: embed_crops(model, crops)), int(model.input_shape[1])
+
+
+def cmd_evaluate(args) -> int:
+    from model_build.data.datasets import align_folder
+    from model_build.evaluate import evaluate, write_evaluation_report
+
+    embed, size = _embed_fn(Path(args.model))
+    data = align_folder(args.data, size, args.cache_dir, not args.no_progress)
+    ev = evaluate(embed, data, _protocol(args.pairs), args.folds, target_far=args.target_far)
+    out = Path(args.out) if args.out else None
+    if out:
+        write_evaluation_report(ev, out, f"facegate encoder {Path(args.model).name}")
+    summary = {"model": str(args.model), "data": str(args.data), "pairs": args.pairs, **ev.summary}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _print_summary(s: dict) -> None:
+    if "pairs" in s:
+        acc = s["pairs"]["accuracy"]
+        print(f"LFW-protocol accuracy: {acc['accuracy_mean']:.4f} ± {acc['accuracy_std']:.4f} "
+              f"over folds {s['pairs']['folds']} ({s['pairs']['n_pairs']} pairs)")
+        print(f"ROC AUC: {s['pairs']['auc']:.4f}   EER: {s['pairs']['eer']:.4f}")
+    for row in s["all_vs_all"]["tar_at_far"]:
+        print(f"TAR @ FAR={row['far']:g}: {row['tar']:.4f} (threshold {row['threshold']:.4f}, "
+              f"all-vs-all over {s['n_images']} images)")
+    c = s["calibration"]
+    print(f"calibrated match threshold @ FAR={c['target_far']:g}: {c['threshold']:.4f}")
+
+
+def cmd_export(args) -> int:
+    import numpy as np
+
+    from model_build.data.datasets import align_folder, load_training_set
+    from model_build.evaluate import evaluate, write_evaluation_report
+    from model_build.evaluators.pairs import people_in_folds
+    from model_build.export.tflite import ExportError, export, write_metadata
+    from model_build.train import load_trained
+
+    run_dir, out = Path(args.run_dir), Path(args.out)
+    run = _run_info(run_dir)
+    model = load_trained(run_dir)
+    size = int(model.input_shape[1])
+    protocol = _protocol(run.get("pairs"))
+    holdout = run.get("holdout_folds") or []
+    excluded = people_in_folds(protocol, holdout) if holdout else set()
+    train_data = load_training_set(run["data"], size, run["cache_dir"], exclude=excluded,
+                                   progress=not args.no_progress)
+    rng = np.random.default_rng(0)
+    representative = train_data.crops[rng.choice(len(train_data), min(500, len(train_data)), replace=False)]
+    if holdout:
+        eval_data = align_folder(_root_for_pairs(run, protocol), size, run["cache_dir"], not args.no_progress)
+        names = np.asarray(eval_data.names)[eval_data.labels]
+        held = np.flatnonzero(np.isin(names, list(excluded)))
+        check = eval_data.crops[rng.choice(held, min(300, len(held)), replace=False)]
+    else:
+        eval_data, check = None, train_data.crops[:300]
+    try:
+        meta = export(model, out, representative, check, float_model=not args.no_float)
+    except ExportError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("int8 vs Keras mean cosine %.4f (min %.4f)", meta["export_check"]["int8"]["mean_cosine"],
+             meta["export_check"]["int8"]["min_cosine"])
+    meta["training"] = {k: run[k] for k in ("data", "holdout_folds", "training_data", "distillation", "config")}
+    meta["training"]["holdout_folds"] = [f + 1 for f in holdout]
+    thresholds = {"match": 0.9, "source": "default (no held-out data to calibrate on)"}
+    if eval_data is not None:
+        evaluations = {}
+        for kind in ("int8", "float"):
+            path = out / meta["files"][kind]["path"] if kind in meta["files"] else None
+            if path is None:
+                continue
+            embed, _ = _embed_fn(path)
+            ev = evaluate(embed, eval_data, protocol, holdout, target_far=args.target_far)
+            evaluations[kind] = ev.summary
+            write_evaluation_report(ev, out / "report" / kind, f"facegate {kind} encoder, held-out folds")
+        int8 = evaluations["int8"]
+        thresholds = {
+            "match": int8["calibration"]["threshold"],
+            "target_far": args.target_far,
+            "source": f"int8 model, all-vs-all pairs of held-out LFW folds {[f + 1 for f in holdout]}",
+            **{f"far_{row['far']:g}": row["threshold"] for row in int8["all_vs_all"]["tar_at_far"]},
+            "lfw_accuracy": int8["pairs"]["accuracy"]["threshold_mean"],
+        }
+        meta["evaluation"] = {kind: _brief(s) for kind, s in evaluations.items()}
+    meta["thresholds"] = thresholds
+    write_metadata(out, meta)
+    log.info("exported %s (%s, %d bytes), match threshold %.4f", out / "encoder.tflite",
+             meta["model_id"], meta["files"]["int8"]["bytes"], thresholds["match"])
+    return 0
+
+
+def _brief(s: dict) -> dict:
+    acc = s["pairs"]["accuracy"]
+    return {"lfw_accuracy": acc["accuracy_mean"], "lfw_accuracy_std": acc["accuracy_std"],
+            "folds": s["pairs"]["folds"], "auc": s["pairs"]["auc"], "eer": s["pairs"]["eer"],
+            "tar_at_far": s["all_vs_all"]["tar_at_far"], "n_images": s["n_images"],
+            "n_people": s["n_people"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from model_build.losses import LOSS_NAMES
+
+    parser = argparse.ArgumentParser(prog="model-build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="aligned-crop cache (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) an encoder")
+    t.add_argument("--data", action="append", required=True, help="folder-per-identity dataset (repeatable)")
+    t.add_argument("--pairs", help="LFW-format pairs file whose held-out folds' people are kept out of training")
+    t.add_argument("--holdout-folds", type=_folds, default=None, help="e.g. 7,8")
+    t.add_argument("--run-dir", required=True, help="checkpoints, history and the final model go here")
+    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--loss", default="triplet-semi-hard", choices=LOSS_NAMES)
+    t.add_argument("--margin", type=float, default=0.2, help="triplet α / contrastive margin")
+    t.add_argument("--p", type=int, default=32, help="identities per batch")
+    t.add_argument("--k", type=int, default=4, help="images per identity")
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--input-size", type=int, default=112)
+    t.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    t.add_argument("--distill", action="store_true",
+                   help="also regress dlib's embeddings (needs face_recognition; see docs/model.md)")
+    t.add_argument("--distill-weight", type=float, default=1.0)
+    t.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="teacher processes")
+    t.add_argument("--eval-every", type=int, default=500, help="score held-out folds every N steps")
+    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="face-verification figures of a model on a dataset")
+    e.add_argument("--model", required=True, help=".tflite, .keras, or a run directory")
+    e.add_argument("--data", required=True, help="folder-per-identity dataset")
+    e.add_argument("--pairs", help="LFW-format pairs file")
+    e.add_argument("--folds", type=_folds, default=None, help="pairs folds to use (default: all)")
+    e.add_argument("--target-far", type=float, default=1e-3)
+    e.add_argument("--out", help="write report.md, report.json and PNG plots here")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="int8 + float TFLite, verified, with calibrated model.json")
+    x.add_argument("--run-dir", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--target-far", type=float, default=1e-3)
+    x.add_argument("--no-float", action="store_true", help="skip the float model")
+    x.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Export a trained encoder to TFLite (full-integer int8 and float) with metadata.
+
+Route: ``keras.export.ExportArchive`` with a fixed [1, H, W, 1] signature, then
+``TFLiteConverter.from_saved_model``. (``from_concrete_functions`` silently leaves
+the weights as variables.) The int8 model uses only builtins the Edge TPU compiler
+maps: CONV_2D, DEPTHWISE_CONV_2D, ADD, FULLY_CONNECTED, L2_NORMALIZATION.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import keras
+from daemon.embeddings.cpu import load as load_cpu_encoder
+from daemon.faces.align import PREPROCESSING_VERSION, normalize_crop
+
+EDGETPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED", "L2_NORMALIZATION",
+               "RESHAPE", "QUANTIZE", "DEQUANTIZE", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+               "CONCATENATION", "MUL", "SUB", "LOGISTIC", "RELU", "RELU6", "PAD"}
+MIN_INT8_COSINE = 0.99
+
+
+class ExportError(RuntimeError):
+    """The exported model fails a check (ops, agreement with Keras)."""
+
+
+def _saved_model(model: keras.Model, directory: Path) -> None:
+    size = model.input_shape[1]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="crop")])
+    archive.write_out(str(directory), verbose=False)
+
+
+def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = True) -> bytes:
+    """TFLite flatbuffer; int8 calibrates activations on real aligned crops."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _saved_model(model, Path(tmp))
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if int8:
+            def representative():
+                for crop in representative_crops:
+                    yield [normalize_crop(crop)[None]]
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
+
+
+def model_ops(tflite_path: Path) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(tflite_path))
+    return {op["op_name"] for op in it._get_ops_details()}  # noqa: SLF001 (no public API)
+
+
+def tensor_quantization(tflite_path: Path) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(tflite_path))
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    return {"input": {"dtype": np.dtype(i["dtype"]).name, "scale": float(i["quantization"][0]),
+                      "zero_point": int(i["quantization"][1])},
+            "output": {"dtype": np.dtype(o["dtype"]).name, "scale": float(o["quantization"][0]),
+                       "zero_point": int(o["quantization"][1])}}
+
+
+def content_id(tflite_bytes: bytes) -> str:
+    """Model id = content hash: records made with another model are never matched."""
+    return "fg-" + hashlib.sha256(tflite_bytes).hexdigest()[:16]
+
+
+def write_metadata(out_dir: Path, meta: dict) -> Path:
+    path = out_dir / "model.json"
+    path.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: dict) -> dict:
+    size = int(model.input_shape[1])
+    return {
+        "format": "facegate-encoder/1",
+        "model_id": model_id,
+        "input": {"size": size, "channels": 1, "layout": "NHWC", "batch": 1,
+                  "preprocessing": PREPROCESSING_VERSION,
+                  "normalization": "(gray_pixel - 127.5) / 127.5, then int8 quantised with input scale/zero_point",
+                  "color": "grayscale (BT.601 luma)"},
+        "embedding": {"size": int(model.output_shape[-1]), "normalized": "L2",
+                      "distance": "euclidean"},
+        "quantization": quantization,
+        "files": files,
+        "parameters": int(model.count_params()),
+    }
+
+
+def agreement(model: keras.Model, tflite_path: Path, crops: np.ndarray) -> dict:
+    """Cosine between Keras float embeddings and LiteRT embeddings of the same crops."""
+    # The runtime's own encoder class does the quantisation, so this checks what ships.
+    from daemon.embeddings.base import ModelInfo
+    from daemon.embeddings.litert import LiteRtEncoder
+    from daemon.runtime import load_interpreter
+    info = ModelInfo(model_id="check", input_size=int(model.input_shape[1]),
+                     embedding_size=int(model.output_shape[-1]), threshold=1.0)
+    encoder = LiteRtEncoder(load_interpreter(tflite_path), info)
+    lite = encoder.embed(crops)
+    ref = model(normalize_crop(crops), training=False).numpy()
+    cos = np.sum(lite * ref, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(lite, axis=1))
+    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "n": int(len(crops))}
+
+
+def export(model: keras.Model, out_dir: str | Path, representative_crops: np.ndarray,
+           check_crops: np.ndarray, float_model: bool = True) -> dict:
+    """Write encoder.tflite (int8), optionally encoder_float.tflite, and verify them.
+
+    Returns the metadata (without thresholds/evaluation, which the caller adds).
+    Raises ExportError when the int8 model disagrees with Keras (mean cosine < 0.99)
+    or contains ops outside the Edge TPU set.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    int8_bytes = convert(model, representative_crops, int8=True)
+    int8_path = out_dir / "encoder.tflite"
+    int8_path.write_bytes(int8_bytes)
+    files = {"int8": {"path": int8_path.name, "bytes": len(int8_bytes),
+                      "sha256": hashlib.sha256(int8_bytes).hexdigest()}}
+    if float_model:
+        float_bytes = convert(model, representative_crops, int8=False)
+        (out_dir / "encoder_float.tflite").write_bytes(float_bytes)
+        files["float"] = {"path": "encoder_float.tflite", "bytes": len(float_bytes),
+                          "sha256": hashlib.sha256(float_bytes).hexdigest()}
+    ops = model_ops(int8_path) - {"DELEGATE"}
+    foreign = ops - EDGETPU_OPS
+    if foreign:
+        raise ExportError(f"int8 model contains ops the Edge TPU cannot run: {sorted(foreign)}")
+    check = {"int8": agreement(model, int8_path, check_crops)}
+    if float_model:
+        check["float"] = agreement(model, out_dir / "encoder_float.tflite", check_crops)
+    meta = base_metadata(model, content_id(int8_bytes), tensor_quantization(int8_path), files)
+    meta["ops"] = sorted(ops)
+    meta["export_check"] = check
+    if check["int8"]["mean_cosine"] < MIN_INT8_COSINE:
+        write_metadata(out_dir, meta)
+        raise ExportError(f"int8 embeddings disagree with the Keras model: mean cosine "
+                          f"{check['int8']['mean_cosine']:.4f} < {MIN_INT8_COSINE}")
+    return meta
+
+
+def load_for_check(model_path: Path):
+    """The exported int8 encoder through the runtime's loader (needs model.json)."""
+    return load_cpu_encoder(model_path)

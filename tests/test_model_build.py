@@ -1,0 +1,130 @@
+"""End-to-end build: align a fixture dataset, train a few steps, export int8, load it
+with the runtime, and check preprocessing is shared between training and runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="model_build tests need the 'build' extra")
+
+from daemon.api import face_crops  # noqa: E402
+from daemon.embeddings import load_encoder  # noqa: E402
+from daemon.faces.detect import FaceDetector  # noqa: E402
+from daemon.images import load_image  # noqa: E402
+from model_build.cli import main as model_build_main  # noqa: E402
+from model_build.data.datasets import DatasetError, align_folder, load_training_set  # noqa: E402
+
+FACES = Path(__file__).parent / "fixtures" / "faces"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny encoder trained for a few steps on the fixture faces, then exported."""
+    root = tmp_path_factory.mktemp("build")
+    run, out, cache = root / "run", root / "export", root / "cache"
+    args = ["--no-progress", "--cache-dir", str(cache), "train", "--data", str(FACES),
+            "--run-dir", str(run), "--steps", "6", "--p", "3", "--k", "2", "--width", "0.5",
+            "--checkpoint-every", "3", "--seed", "1"]
+    assert model_build_main(args) == 0
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "export",
+                             "--run-dir", str(run), "--out", str(out)]) == 0
+    return run, out, cache
+
+
+def test_training_crop_equals_runtime_crop(tmp_path):
+    """The crop the encoder trains on is byte-identical to the crop the daemon embeds."""
+    data = align_folder(FACES, 112, tmp_path / "cache", progress=False)
+    assert len(data) > 0
+    for i in range(0, len(data), max(1, len(data) // 5)):
+        runtime = face_crops(load_image(FACES / data.paths[i]), size=112)[0].crop
+        np.testing.assert_array_equal(data.crops[i], runtime)
+    # and the cache returns the same bytes
+    again = align_folder(FACES, 112, tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(again.crops, data.crops)
+
+
+def test_exported_model_runs_with_runtime(tiny_run):
+    _, out, _ = tiny_run
+    encoder = load_encoder(out / "encoder.tflite")
+    image = load_image(next(FACES.glob("*/*.jpg")))
+    crops = face_crops(image, encoder=encoder)
+    emb = encoder.embed(np.stack([c.crop for c in crops]))
+    assert emb.shape == (len(crops), 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(emb).all()
+
+
+def test_export_metadata_is_complete(tiny_run):
+    _, out, _ = tiny_run
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["model_id"].startswith("fg-")
+    assert meta["input"] == {**meta["input"], "size": 112, "channels": 1}
+    assert meta["embedding"]["size"] == 128
+    assert meta["quantization"]["input"]["dtype"] == "int8"
+    assert meta["quantization"]["output"]["dtype"] == "int8"
+    assert "match" in meta["thresholds"]
+    assert meta["training"]["training_data"]["images"] > 0
+    assert meta["export_check"]["int8"]["mean_cosine"] >= 0.99
+    assert set(meta["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED",
+                                "L2_NORMALIZATION", "QUANTIZE", "DEQUANTIZE", "RESHAPE"}
+    assert (out / "encoder_float.tflite").is_file()
+    assert meta["files"]["int8"]["bytes"] == (out / "encoder.tflite").stat().st_size
+
+
+def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
+    run, _, cache = tiny_run
+    resumed = tmp_path / "run"
+    shutil.copytree(run, resumed)
+    shutil.rmtree(resumed / "encoder.keras", ignore_errors=True)
+    (resumed / "encoder.keras").unlink(missing_ok=True)
+    history = (resumed / "history.jsonl").read_text().splitlines()
+    # asking for more steps continues from step 6 instead of starting over
+    args = ["--no-progress", "--cache-dir", str(cache), "train", "--data", str(FACES),
+            "--run-dir", str(resumed), "--steps", "9", "--p", "3", "--k", "2", "--width", "0.5",
+            "--checkpoint-every", "3", "--seed", "1"]
+    assert model_build_main(args) == 0
+    steps = [json.loads(line)["step"] for line in (resumed / "history.jsonl").read_text().splitlines()]
+    assert steps[:len(history)] == [3, 6] and steps[len(history):] == [9]
+
+
+def test_dataset_skips_and_counts_bad_files(tmp_path):
+    root = tmp_path / "set"
+    for person, files in {"alice": ["a.jpg", "b.jpg"], "bob": ["a.jpg", "b.jpg"]}.items():
+        (root / person).mkdir(parents=True)
+        src = sorted((FACES / sorted(p.name for p in FACES.iterdir() if p.is_dir())[0]).glob("*.jpg"))
+        for f, s in zip(files, src):
+            shutil.copy(s, root / person / f)
+    (root / "bob" / "corrupt.jpg").write_bytes(b"\xff\xd8not really a jpeg")
+    blank = np.full((120, 120), 128, np.uint8)
+    import cv2
+    cv2.imwrite(str(root / "alice" / "noface.png"), blank)
+    (root / "carol").mkdir()
+    shutil.copy(src[0], root / "carol" / "only.jpg")
+    data = load_training_set([root], 112, None, progress=False)
+    assert data.skipped.unreadable == 1
+    assert data.skipped.no_face == 1
+    assert data.skipped.singleton_identities == 1
+    assert data.num_identities == 2 and len(data) == 4
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no identity folders"):
+        load_training_set([tmp_path / "empty"], 112, None, progress=False)
+    (tmp_path / "noface" / "x").mkdir(parents=True)
+    import cv2
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "noface" / "x" / f"{i}.png"), np.zeros((64, 64), np.uint8))
+    with pytest.raises(DatasetError, match="no usable training data"):
+        load_training_set([tmp_path / "noface"], 112, None, progress=False)
+    with pytest.raises(DatasetError, match="not found"):
+        load_training_set([tmp_path / "missing"], 112, None, progress=False)
+
+
+def test_detector_reports_no_face_instead_of_failing():
+    assert FaceDetector().detect(np.zeros((240, 320, 3), np.uint8)) == []
