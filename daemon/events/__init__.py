@@ -1,0 +1,59 @@
+"""Events the door emits, and where they go.
+
+Payload of an unlock (one JSON object; schema in docs/mqtt.md)::
+
+    {"event": "unlock", "event_id": "<uuid4>", "device_id": "front-door", "site": "home",
+     "person_id": "alice", "name": "Alice Example", "distance": 0.612, "frames_voted": 3,
+     "model_id": "enc-...", "ts": "2025-01-31T12:00:00.123Z"}
+
+``ts`` is ISO 8601 UTC with milliseconds. ``event_id`` lets consumers drop the
+duplicates that at-least-once delivery (QoS 1, the outbox) can produce.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import Protocol, TextIO
+
+from daemon.sync.publish import iso_utc
+
+UNLOCK = "unlock"
+UNKNOWN_FACE = "unknown_face"
+
+
+def unlock_event(*, device_id: str, site: str, person_id: str, name: str, distance: float,
+                 frames_voted: int, model_id: str, ts: float) -> dict:
+    return {"event": UNLOCK, "event_id": str(uuid.uuid4()), "device_id": device_id, "site": site,
+            "person_id": person_id, "name": name, "distance": round(float(distance), 4),
+            "frames_voted": int(frames_voted), "model_id": model_id, "ts": iso_utc(ts)}
+
+
+def unknown_face_event(*, device_id: str, site: str, distance: float, frames_voted: int,
+                       model_id: str, ts: float) -> dict:
+    """A face that matched nobody; ``distance`` is to the closest enrolled person (null if none)."""
+    finite = distance != float("inf")
+    return {"event": UNKNOWN_FACE, "event_id": str(uuid.uuid4()), "device_id": device_id, "site": site,
+            "distance": round(float(distance), 4) if finite else None, "frames_voted": int(frames_voted),
+            "model_id": model_id, "ts": iso_utc(ts)}
+
+
+def encode_event(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class EventSink(Protocol):
+    def emit(self, event: dict) -> None: ...
+
+
+class StdoutSink:
+    """One JSON object per line, flushed at once so a pipe reader sees each unlock immediately."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self._stream = stream
+
+    def emit(self, event: dict) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+        stream.flush()

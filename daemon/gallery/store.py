@@ -1,0 +1,153 @@
+"""The gallery: the device's local cache of enrolled people, persisted in SQLite.
+
+Everything is kept in memory for matching and written through to an SQLite file in
+WAL mode, one transaction per change, so a power cut leaves either the old or the new
+record and never half of one. The file is loaded at start, which is what lets a door
+recognise people while the broker is unreachable or after a reboot with no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from daemon.gallery.record import PersonRecord
+
+log = logging.getLogger(__name__)
+
+FILENAME = "gallery.sqlite3"
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS persons (
+    person_id  TEXT PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    model_id   TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    count      INTEGER NOT NULL,   -- number of encodings
+    dim        INTEGER NOT NULL,   -- embedding size
+    encodings  BLOB NOT NULL       -- count x dim little-endian float32, row-major
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class GalleryError(RuntimeError):
+    """The gallery file cannot be opened or written."""
+
+
+def _row_to_record(row) -> PersonRecord:
+    person_id, version, deleted, name, model_id, updated_at, count, dim, blob = row
+    encodings = np.frombuffer(blob, dtype="<f4")
+    if encodings.size != count * dim:
+        raise ValueError(f"{count}x{dim} encodings declared but {encodings.size} values stored")
+    return PersonRecord(person_id=person_id, version=int(version), deleted=bool(deleted), name=name,
+                        model_id=model_id, updated_at=float(updated_at),
+                        encodings=encodings.reshape(count, dim).astype(np.float32))
+
+
+class Gallery:
+    """People known to this device. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.generation = 0  # bumped on every change, so the matcher knows to rebuild
+        self._records: dict[str, PersonRecord] = {}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            # A corrupt cache is moved aside, never deleted: starting empty is safe for a
+            # door (nobody unlocks) and the broker's retained records refill it.
+            suffix = f".corrupt-{int(time.time())}"
+            log.error("gallery %s is unreadable (%s); moved it to %s%s and starting empty",
+                      self.path, exc, self.path.name, suffix)
+            for extra in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + extra)
+                if part.exists():
+                    part.rename(part.with_name(part.name + suffix))
+            self._db = self._connect()
+        except OSError as exc:
+            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
+        self._load()
+
+    @classmethod
+    def open(cls, state_dir: str | Path) -> "Gallery":
+        return cls(Path(state_dir) / FILENAME)
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread=False: start() and the main loop may be different threads;
+        # the gallery is still used by one thread at a time.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # explicit BEGIN/COMMIT
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # writes are rare; a revocation must survive a power cut
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute("PRAGMA quick_check").fetchone()  # raises DatabaseError on a corrupt file
+        return db
+
+    def _load(self) -> None:
+        for row in self._db.execute("SELECT person_id, version, deleted, name, model_id, updated_at, "
+                                    "count, dim, encodings FROM persons"):
+            try:
+                record = _row_to_record(row)
+            except ValueError as exc:
+                log.error("gallery: skipping stored person %r: %s", row[0], exc)
+                continue
+            self._records[record.person_id] = record
+        self.generation += 1
+        log.info("gallery %s: %d person(s), %d tombstone(s)", self.path, len(self),
+                 sum(r.deleted for r in self._records.values()))
+
+    def apply(self, record: PersonRecord) -> bool:
+        """Store a record if it is strictly newer than what we have; True if it was applied."""
+        current = self._records.get(record.person_id)
+        if current is not None and record.version <= current.version:
+            return False
+        encodings = np.ascontiguousarray(record.encodings, dtype="<f4")
+        count, dim = (encodings.shape if encodings.ndim == 2 else (0, 0))
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            # Re-check inside the transaction: another process may share the file.
+            stored = self._db.execute("SELECT version FROM persons WHERE person_id = ?",
+                                      (record.person_id,)).fetchone()
+            if stored is not None and record.version <= stored[0]:
+                self._db.execute("ROLLBACK")
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.person_id, record.version, int(record.deleted), record.name, record.model_id,
+                 record.updated_at, count, dim, encodings.tobytes()))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise GalleryError(f"cannot write person {record.person_id!r} to {self.path}: {exc}") from exc
+        self._records[record.person_id] = record
+        self.generation += 1
+        return True
+
+    def get(self, person_id: str) -> PersonRecord | None:
+        """The stored record (possibly a tombstone), or None if we never heard of the person."""
+        return self._records.get(person_id)
+
+    def people(self) -> list[PersonRecord]:
+        """Enrolled (not revoked) people, sorted by id."""
+        return sorted((r for r in self._records.values() if not r.deleted), key=lambda r: r.person_id)
+
+    def all_records(self) -> list[PersonRecord]:
+        """People and tombstones."""
+        return sorted(self._records.values(), key=lambda r: r.person_id)
+
+    def __len__(self) -> int:
+        return sum(not r.deleted for r in self._records.values())
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

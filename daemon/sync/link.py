@@ -1,0 +1,184 @@
+"""The device's one MQTT connection: enrollment sync in, events/status/health out.
+
+Threads: paho's network thread runs the callbacks below and only validates and queues;
+the daemon's main thread takes the queued records and acknowledgements (take_records,
+take_acks) and does all gallery and outbox writes. So SQLite is only touched from one
+thread, and no lock of ours is ever held while calling into paho (paho calls on_publish
+while holding its own lock, which would otherwise invite a deadlock).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, deque
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from daemon.gallery.record import PersonRecord
+from daemon.sync import topics
+from daemon.sync.records import RecordError, parse_enrollment
+
+log = logging.getLogger(__name__)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+class MqttLink:
+    """Connects in the background and keeps reconnecting (with backoff) until stop()."""
+
+    def __init__(self, *, host: str, port: int, site: str, device_id: str, embedding_size: int,
+                 username: str = "", password: str = "", keepalive_s: int = 30,
+                 reconnect_min_s: int = 1, reconnect_max_s: int = 30, max_queued: int = 1000):
+        self.host, self.port = host, port
+        self.site, self.device_id = site, device_id
+        self.embedding_size = embedding_size
+        self.keepalive_s = keepalive_s
+        self.status_topic = topics.status_topic(site, device_id)
+        self.connected = False
+        self.connect_count = 0               # successful connections so far (the main thread watches it)
+        self.last_error: str | None = None
+        self.subscribed = threading.Event()  # set once the enrollment subscription is acknowledged
+        self.last_record_at = 0.0            # time.monotonic() of the last enrollment message
+        self.rejected: Counter[str] = Counter()  # reason code -> malformed enrollment messages
+        self._records: queue.SimpleQueue[PersonRecord] = queue.SimpleQueue()
+        self._acks: deque[int] = deque()     # mids the broker acknowledged
+        self._lock = threading.Lock()        # guards `rejected` only
+        self._stopping = False
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"facegate-{site}-{device_id}",
+                             protocol=mqtt.MQTTv5)
+        # If we vanish (power cut, crash, network gone) the broker marks us offline for us.
+        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
+        # QoS 1 messages published while disconnected wait here and go out on reconnect.
+        client.max_queued_messages_set(max_queued)
+        if username:
+            client.username_pw_set(username, password or None)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        self._json = Properties(PacketTypes.PUBLISH)
+        self._json.ContentType = "application/json"
+
+    # ---- lifecycle (main thread) ----
+    def start(self) -> None:
+        """Connect in the background; returns at once even if the broker is down."""
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish "offline" (a clean disconnect does not fire the Last Will), then disconnect."""
+        self._stopping = True
+        if self.connected:
+            info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish offline status: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_for_sync(self, timeout: float, quiet: float = 0.5, poll=None) -> bool:
+        """Wait up to ``timeout`` s for the subscription and the retained records that
+        follow it (until ``quiet`` s pass without one). ``poll`` runs while waiting. True if
+        the broker answered; False means we start from the stored gallery."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if poll:
+                poll()
+            if self.subscribed.is_set() and time.monotonic() - self.last_record_at >= quiet:
+                return True
+            time.sleep(0.05)
+        return self.subscribed.is_set()
+
+    # ---- main-thread API ----
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
+        """QoS 1 publish, queued by paho if we are disconnected. Returns the message id
+        (see take_acks) or None if paho's queue is full."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=self._json)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            return None
+        return info.mid
+
+    def take_acks(self) -> list[int]:
+        """Message ids the broker has acknowledged since the last call."""
+        acks = []
+        while self._acks:
+            acks.append(self._acks.popleft())
+        return acks
+
+    def take_records(self) -> list[PersonRecord]:
+        """Validated enrollment records received since the last call, in arrival order."""
+        records = []
+        while True:
+            try:
+                records.append(self._records.get_nowait())
+            except queue.Empty:
+                return records
+
+    def rejected_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.rejected)
+
+    # ---- paho callbacks (network thread): validate and queue, never raise ----
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker {self.host}:{self.port} refused the connection: {reason_code}"
+            log.error("%s", self.last_error)
+            return
+        log.info("connected to MQTT broker %s:%d", self.host, self.port)
+        self.connected = True
+        self.connect_count += 1
+        # Subscribing here (not once after connect) re-subscribes after every reconnect.
+        client.subscribe(topics.enroll_filter(self.site), qos=1)
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"cannot reach MQTT broker {self.host}:{self.port}"
+        log.warning("%s; retrying", self.last_error)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected = False
+        if not self._stopping:
+            self.last_error = f"disconnected from MQTT broker {self.host}:{self.port}: {reason_code}"
+            log.warning("%s; reconnecting", self.last_error)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self.last_error = f"broker refused the enrollment subscription: {reason_codes}"
+            log.error("%s", self.last_error)
+            return
+        self.last_record_at = time.monotonic()
+        self.subscribed.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused message %d: %s", mid, reason_code)
+        self._acks.append(mid)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.last_record_at = time.monotonic()
+        try:
+            record = parse_enrollment(message.topic, message.payload, self.site, self.embedding_size)
+        except RecordError as exc:
+            with self._lock:
+                self.rejected[exc.reason] += 1
+            log.warning("ignored enrollment message: %s", exc)
+            return
+        except Exception:  # a bug must not kill paho's thread and with it all syncing
+            with self._lock:
+                self.rejected["internal_error"] += 1
+            log.exception("enrollment message could not be handled")
+            return
+        self._records.put(record)

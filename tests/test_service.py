@@ -1,0 +1,188 @@
+"""The service loop without the trained model: the real detector, aligner, gallery,
+broker and sources, with PixelEncoder standing in for the encoder (it recognises the
+same photo seen again). The scenarios with the shipped model are in test_service_e2e.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+
+from daemon.api import embed_image
+from daemon.frames import Frame, SourceError
+from daemon.service import Service
+from daemon.sync import person_record_payload, tombstone_payload
+from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
+from daemon_helpers import PixelEncoder, Probe, ServiceThread, copy_photos, person_photos, publish, service_config
+
+X, Y = "Jean_Chretien", "Serena_Williams"
+
+
+def events(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def run_once(cfg, source=None) -> tuple[Service, io.StringIO]:
+    out = io.StringIO()
+    service = Service(cfg, encoder=PixelEncoder(), stdout=out, source=source)
+    service.start()
+    try:
+        service.run(exit_at_end=True)
+    finally:
+        service.close()
+    return service, out
+
+
+@pytest.fixture
+def people(tmp_path, face_fixtures):
+    """Gallery photos of everyone but Serena Williams."""
+    root = tmp_path / "people"
+    for pid in ("Donald_Rumsfeld", X, "Vladimir_Putin"):
+        copy_photos(person_photos(face_fixtures, pid), root / pid)
+    return root
+
+
+def test_standalone_unlocks_an_enrolled_person_once_on_stdout(tmp_path, people, face_fixtures):
+    copy_photos(person_photos(face_fixtures, X), tmp_path / "frames", repeat=2)
+    cfg = service_config(tmp_path, gallery={"photos": str(people)})
+    service, out = run_once(cfg)
+    got = events(out)
+    assert [(e["event"], e["person_id"]) for e in got] == [("unlock", X)], "12 frames, one unlock (cooldown)"
+    assert got[0]["frames_voted"] == 3 and got[0]["distance"] < 0.05 and got[0]["model_id"] == "pixel-test"
+    assert service.counters.frames == 12
+    assert len(service.gallery) == 3
+
+
+def test_a_person_who_is_not_enrolled_does_not_unlock(tmp_path, people, face_fixtures):
+    copy_photos(person_photos(face_fixtures, Y), tmp_path / "frames", repeat=2)
+    service, out = run_once(service_config(tmp_path, gallery={"photos": str(people)}))
+    assert events(out) == []
+    assert service.counters.results["unknown"] == 12
+
+
+def test_unknown_face_events_are_off_by_default_and_rate_limited_when_on(tmp_path, people, face_fixtures):
+    copy_photos(person_photos(face_fixtures, Y), tmp_path / "frames", repeat=2)
+    cfg = service_config(tmp_path, gallery={"photos": str(people)}, events={"unknown_face": True})
+    _, out = run_once(cfg)
+    got = events(out)
+    assert [e["event"] for e in got] == ["unknown_face"]
+    assert got[0]["frames_voted"] == 3 and got[0]["distance"] > 0.5
+
+
+class ListSource:
+    """A camera test double that plays a list of images, then raises or ends."""
+
+    def __init__(self, images, name="list"):
+        self.images, self.name, self._i = list(images), name, 0
+
+    def open(self):
+        pass
+
+    def read(self):
+        if self._i >= len(self.images):
+            return None
+        image = self.images[self._i]
+        self._i += 1
+        if isinstance(image, Exception):
+            raise image
+        return Frame(image=image, index=self._i, timestamp=time.time(), source=self.name)
+
+    def close(self):
+        pass
+
+
+def test_garbage_frames_are_counted_and_the_loop_carries_on(tmp_path, people, face_fixtures):
+    import cv2
+    photos = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in person_photos(face_fixtures, X)[:3]]
+    garbage = [np.zeros((480, 640), np.uint8), np.zeros((1, 1), np.uint8), np.zeros((4, 4, 5), np.uint8),
+               np.full((240, 320, 3), 7, np.float32), np.zeros((0, 0), np.uint8)]
+    cfg = service_config(tmp_path, gallery={"photos": str(people)})
+    service, out = run_once(cfg, source=ListSource(garbage + photos))
+    assert [e["person_id"] for e in events(out)] == [X]
+    assert service.counters.frames == 8
+    assert service.counters.frame_errors >= 2
+    assert "frame" in service.health()["last_error"]
+
+
+class FlakyCamera(ListSource):
+    """Fails to open twice (unplugged), delivers frames, drops out once mid-stream."""
+
+    def __init__(self, images):
+        super().__init__(images, name="flaky camera")
+        self.open_failures = 2
+        self.opens = 0
+
+    def open(self):
+        self.opens += 1
+        if self.open_failures:
+            self.open_failures -= 1
+            raise SourceError("camera unplugged")
+
+
+def test_a_camera_that_fails_and_recovers_is_reopened_and_reported(tmp_path, people, face_fixtures):
+    import cv2
+    photos = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in person_photos(face_fixtures, X)[:4]]
+    camera = FlakyCamera([photos[0], SourceError("stream dropped"), *photos[1:]])
+    cfg = service_config(tmp_path, gallery={"photos": str(people)})
+    service, out = run_once(cfg, source=camera)
+    assert [e["person_id"] for e in events(out)] == [X]
+    health = service.health()["source"]
+    assert camera.opens == 4
+    assert health["reopen_count"] == 3 and health["last_error"] == "stream dropped" and health["healthy"]
+
+
+def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, face_fixtures):
+    """Live over MQTT: a person enrolled by the server unlocks; a malformed message changes
+    nothing; after the tombstone the same person no longer unlocks."""
+    copy_photos(person_photos(face_fixtures, X)[:3], tmp_path / "frames")
+    cfg = service_config(tmp_path, broker, source={"loop": True, "fps": 15.0}, decision={"cooldown_s": 0.5})
+    site = cfg.device.site
+    encoder = PixelEncoder()
+    encodings = np.stack([embed_image(p, encoder).embedding for p in person_photos(face_fixtures, X)[:3]])
+    topic = event_topic(site, "door1")
+    probe = Probe(broker, topic, status_topic(site, "door1"), health_topic(site, "door1"))
+    running = ServiceThread(Service(cfg, encoder=encoder))
+    try:
+        assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"online"])
+        publish(broker, enroll_topic(site, X), person_record_payload(X, "Jean Chrétien", encodings, "pixel-test", 1))
+        assert probe.wait_for(lambda p: len(p.json(topic)) >= 1)
+        first = probe.json(topic)[0]
+        assert (first["event"], first["person_id"], first["name"], first["site"]) == ("unlock", X, "Jean Chrétien", site)
+
+        publish(broker, enroll_topic(site, X), b'{"schema": 1, "person_id": "Jean_Chretien", "deleted": "yes"}')
+        publish(broker, enroll_topic(site, X), person_record_payload(X, "old", encodings[:1], "pixel-test", 1))
+        assert running.wait_until(lambda s: s.health()["records"]["rejected"] == {"bad_field": 1}
+                                  and s.health()["records"]["stale"] == 1)
+        assert running.service.matcher.index.person_ids == (X,), "the gallery is untouched"
+
+        publish(broker, enroll_topic(site, X), tombstone_payload(X, 2))
+        assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
+        time.sleep(0.3)  # frames already in the pipeline
+        before = len(probe.json(topic))
+        time.sleep(1.5)  # three cooldowns of frames of X
+        assert len(probe.json(topic)) == before, "a revoked person must not unlock"
+
+        health_topic_name = health_topic(site, "door1")
+        assert probe.wait_for(lambda p: len(p.json(health_topic_name)) >= 2)
+        health = probe.json(health_topic_name)[-1]
+        assert health["gallery"]["persons"] == 0 and health["gallery"]["tombstones"] == 1
+        assert health["model_id"] == "pixel-test" and health["source"]["healthy"] and health["fps"] > 0
+        assert health["broker"] == {"connected": True}
+        assert set(health["timings_ms"]) >= {"capture", "detect", "align", "embed", "match", "decide"}
+    finally:
+        running.stop()
+    assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"offline"])
+    probe.close()
+
+
+def test_the_runtime_never_imports_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, daemon.cli, daemon.service, daemon.sync.link, daemon.events.mqtt, daemon.config; "
+            "daemon.cli.build_parser(); bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'model_build')]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,185 @@
+"""The MQTT link against a real Mosquitto: status and Last Will, retained enrollment sync,
+events that survive a broker outage (paho's queue) and a restart (the outbox)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+from daemon.events import unlock_event
+from daemon.events.mqtt import MqttEventSink
+from daemon.events.outbox import Outbox
+from daemon.sync import person_record_payload, tombstone_payload
+from daemon.sync.link import MqttLink
+from daemon.sync.topics import enroll_topic, event_topic, status_topic
+from daemon_helpers import Probe, free_port, publish, unit_vectors
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def new_site() -> str:
+    return f"s{uuid.uuid4().hex[:10]}"
+
+
+def make_link(broker, site, device="door1") -> MqttLink:
+    return MqttLink(host=broker.host, port=broker.port, site=site, device_id=device, embedding_size=128,
+                    keepalive_s=5, reconnect_min_s=1, reconnect_max_s=1)
+
+
+def wait(predicate, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def event(site, person="alice"):
+    return unlock_event(device_id="door1", site=site, person_id=person, name=person, distance=0.5,
+                        frames_voted=3, model_id="m1", ts=time.time())
+
+
+def test_status_is_online_while_connected_and_offline_after_a_clean_stop(broker):
+    site = new_site()
+    topic = status_topic(site, "door1")
+    probe = Probe(broker, topic)
+    link = make_link(broker, site)
+    link.start()
+    try:
+        assert probe.wait_for(lambda p: p.payloads(topic)[-1:] == [b"online"])
+    finally:
+        link.stop()
+    assert probe.wait_for(lambda p: p.payloads(topic)[-1:] == [b"offline"])
+    probe.close()
+    late = Probe(broker, topic)  # retained: whoever looks later sees the last state
+    assert late.wait_for(lambda p: p.messages == [(topic, b"offline", True)])
+    late.close()
+
+
+def test_last_will_marks_a_crashed_device_offline(broker):
+    site = new_site()
+    topic = status_topic(site, "door1")
+    probe = Probe(broker, topic)
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from daemon.sync.link import MqttLink
+        link = MqttLink(host={broker.host!r}, port={broker.port}, site={site!r}, device_id="door1",
+                        embedding_size=128, keepalive_s=5)
+        link.start()
+        while not link.connected:
+            time.sleep(0.05)
+        print("connected", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"connected"
+        assert probe.wait_for(lambda p: p.payloads(topic)[-1:] == [b"online"])
+        os.kill(proc.pid, signal.SIGKILL)  # no DISCONNECT packet: the broker must publish the will
+    finally:
+        proc.kill()
+        proc.wait()
+    assert probe.wait_for(lambda p: p.payloads(topic)[-1:] == [b"offline"])
+    probe.close()
+
+
+def test_retained_enrollments_reach_a_device_that_connects_later(broker):
+    site = new_site()
+    publish(broker, enroll_topic(site, "alice"), person_record_payload("alice", "Alice", unit_vectors(2), "m1", 5))
+    publish(broker, enroll_topic(site, "bob"), person_record_payload("bob", "Bob", unit_vectors(1), "m1", 1))
+    publish(broker, enroll_topic(site, "bob"), tombstone_payload("bob", 2))  # replaces bob's retained record
+    publish(broker, enroll_topic(site, "eve"), b'{"person_id": "eve", "version": ')
+    publish(broker, enroll_topic(new_site(), "carol"), person_record_payload("carol", "C", unit_vectors(1), "m1", 1))
+    link = make_link(broker, site)
+    link.start()
+    try:
+        assert link.wait_for_sync(10)
+        records = {r.person_id: r for r in link.take_records()}
+        assert set(records) == {"alice", "bob"}  # not eve (malformed), not carol (another site)
+        assert records["alice"].version == 5 and len(records["alice"].encodings) == 2
+        assert records["bob"].deleted and records["bob"].version == 2
+        assert link.rejected_counts() == {"bad_json": 1}
+        # A malformed message later does not break the subscription.
+        publish(broker, enroll_topic(site, "mallory"), b"\xff" * 10, retain=False)
+        publish(broker, enroll_topic(site, "dave"), person_record_payload("dave", "D", unit_vectors(1), "m1", 1),
+                retain=False)
+        assert wait(lambda: any(r.person_id == "dave" for r in link.take_records()))
+        assert link.rejected_counts() == {"bad_json": 2}
+    finally:
+        link.stop()
+
+
+def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns(broker, tmp_path):
+    """paho keeps QoS 1 messages queued while disconnected and sends them on reconnect."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    link = make_link(broker, site)
+    sink = MqttEventSink(link, Outbox.open(tmp_path), topic)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        broker.stop()
+        assert wait(lambda: not link.connected)
+        e = event(site)
+        sink.emit(e)
+        sink.poll()
+        assert sink.pending == 1
+        time.sleep(1.5)  # the link retries while the broker is down
+        broker.start()
+        assert probe.wait_for(lambda p: len(p.payloads(topic)) >= 1, timeout=15)
+        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0)
+        delivered = probe.json(topic)
+        assert [d["event_id"] for d in delivered] == [e["event_id"]]
+    finally:
+        link.stop()
+        probe.close()
+
+
+def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart(broker, tmp_path):
+    site = new_site()
+    topic = event_topic(site, "door1")
+    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    broker.stop()
+    first = make_link(broker, site)
+    sink = MqttEventSink(first, Outbox.open(tmp_path), topic)
+    first.start()
+    e = event(site)
+    sink.emit(e)
+    first.stop()
+    sink.outbox.close()  # the process ends with the event undelivered
+
+    broker.start()
+    second = make_link(broker, site)
+    sink = MqttEventSink(second, Outbox.open(tmp_path), topic)
+    assert sink.pending == 1
+    second.start()
+    try:
+        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0, timeout=15)
+        assert probe.wait_for(lambda p: [d["event_id"] for d in p.json(topic)] == [e["event_id"]], timeout=15)
+    finally:
+        second.stop()
+        probe.close()
+
+
+def test_a_device_keeps_working_while_the_broker_is_unreachable(tmp_path):
+    """Nothing listens on the port: start() returns at once, the sync wait gives up."""
+    class Nowhere:
+        host, port = "127.0.0.1", free_port()
+
+    link = make_link(Nowhere, new_site())
+    started = time.monotonic()
+    link.start()
+    assert not link.wait_for_sync(0.5)
+    assert time.monotonic() - started < 3
+    assert wait(lambda: link.last_error is not None, 5) and "cannot reach" in link.last_error
+    link.stop()
+
