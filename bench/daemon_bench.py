@@ -32,7 +32,9 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
+
+from bench.machine import cpu_model  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -41,14 +43,6 @@ REPO = Path(__file__).resolve().parent.parent
 FACES = REPO / "tests" / "fixtures" / "faces"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_frames(folder: Path, count: int = 24) -> Path:
@@ -194,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         frames = make_frames(tmp / "frames")
         result = {
-            "machine": {"cpu": _cpu_name(), "cores_used": 1, "cpu_index": args.cpu,
+            "machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu,
                         "python": platform.python_version(), "numpy": np.__version__},
             "model": str(model_path), "model_id": info.model_id,
             "command": "python -m bench daemon " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -1,7 +1,7 @@
 """Encoder size and per-face latency on one core (issue targets: int8 <= 1.5 MB,
 embedding <= 2 ms per face with ai-edge-litert).
 
-    python bench/model_bench.py [--model daemon/models/encoder.tflite] [--runs 500] [--json]
+    python -m bench model [--model daemon/models/encoder.tflite] [--runs 500] [--json]
 
 Timings are taken here, never in tests: a loaded CI machine would make them flaky.
 """
@@ -20,6 +20,8 @@ from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from bench.machine import cpu_model  # noqa: E402
 
 from daemon.embeddings import DEFAULT_MODEL, load_encoder  # noqa: E402
 from daemon.embeddings.base import ModelInfo  # noqa: E402
@@ -44,14 +46,6 @@ def _timed(fn, runs: int) -> dict:
             "p95_ms": round(float(np.percentile(samples, 95)), 3)}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(model: Path, runs: int) -> dict:
@@ -64,7 +58,7 @@ def run(model: Path, runs: int) -> dict:
     face = detector.detect(frame)[0]
     crop = align_face(to_gray(frame), face, encoder.info.input_size)
     result = {
-        "machine": {"cpu": _cpu_name(), "cores_used": 1, "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores_used": 1, "python": platform.python_version()},
         "model": str(model), "model_id": encoder.info.model_id,
         "int8_bytes": model.stat().st_size,
         "detector_bytes": DETECTOR_PATH.stat().st_size,

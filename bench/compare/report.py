@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.machine import cpu_model
+
 import numpy as np
 
 from model_build.evaluators import plot_roc_curves
@@ -20,14 +22,6 @@ SECTION_TITLE = "facegate vs face_recognition (dlib)"
 # ----------------------------------------------------------------- environment
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(dist: str) -> str | None:
