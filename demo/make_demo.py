@@ -4,7 +4,7 @@
 
 All people here are from LFW pairs folds 7-8, which the shipped encoder never saw
 in training. Replay frames are 640x480: an LFW photo placed on a plain background
-at a slowly drifting position, as a person standing at a door camera would be.
+enlarged and at a slowly drifting position, as a person standing at a door camera would be.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def frame_with(photo: np.ndarray | None, k: int) -> np.ndarray:
     ys, xs = np.mgrid[0:480, 0:640]
     frame = (90 + 40 * np.sin(xs / 90.0) + 20 * np.cos(ys / 70.0)).astype(np.uint8)
     if photo is not None:
-        x, y = 160 + 12 * k, 100 + 4 * (k % 3)
+        # ~1.4x: the face then spans ~160 px, as at a door camera about 1 m away
+        photo = cv2.resize(photo, (350, 350), interpolation=cv2.INTER_LINEAR)
+        x, y = 120 + 8 * k, 60 + 4 * (k % 3)
         frame[y:y + photo.shape[0], x:x + photo.shape[1]] = photo
     return frame
 
