@@ -102,10 +102,11 @@ def cmd_train(args) -> int:
     if args.distill:
         import hashlib
 
-        from model_build.data.teacher import teacher_embeddings
+        from model_build.data.teacher import center_teacher, teacher_embeddings
         key = hashlib.sha256(data.crops.tobytes()).hexdigest()[:16]
-        teacher = teacher_embeddings(data.crops, Path(args.cache_dir) / f"teacher-dlib-{key}.npy",
-                                     workers=args.workers, progress=not args.no_progress)
+        teacher = center_teacher(teacher_embeddings(
+            data.crops, Path(args.cache_dir) / f"teacher-dlib-{key}.npy",
+            workers=args.workers, progress=not args.no_progress))
     run = {"data": [str(d) for d in args.data], "pairs": args.pairs, "holdout_folds": holdout,
            "excluded_people": len(excluded), "training_data": data.summary(),
            "distillation": "dlib_face_recognition_resnet_model_v1" if args.distill else None,
