@@ -121,8 +121,19 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _embed_fn(model_path: Path):
-    """uint8 crops -> embeddings for a .tflite (through the runtime) or Keras model."""
+def _flip_average_of(model_path: Path) -> bool:
+    """A .tflite's flip_average setting from the model.json beside it (off without one)."""
+    meta = model_path.with_name("model.json")
+    if model_path.suffix != ".tflite" or not meta.is_file():
+        return False
+    return bool(json.loads(meta.read_text()).get("embedding", {}).get("flip_average", False))
+
+
+def _embed_fn(model_path: Path, flip_average: bool = False):
+    """uint8 crops -> embeddings for a .tflite (through the runtime) or Keras model.
+
+    flip_average: also embed the mirrored crop and average, as the runtime does for
+    models exported with it (Keras models are always scored plain)."""
     if model_path.suffix == ".tflite":
         from daemon.embeddings.base import ModelInfo
         from daemon.embeddings.litert import LiteRtEncoder
@@ -130,7 +141,7 @@ def _embed_fn(model_path: Path):
         it = load_interpreter(model_path)
         shape = it.get_input_details()[0]["shape"]
         dim = it.get_output_details()[0]["shape"][-1]
-        enc = LiteRtEncoder(it, ModelInfo("eval", int(shape[1]), int(dim), 1.0))
+        enc = LiteRtEncoder(it, ModelInfo("eval", int(shape[1]), int(dim), 1.0, flip_average=flip_average))
         return enc.embed, int(shape[1])
     from model_build.train import embed_crops, load_trained
     import keras
@@ -142,7 +153,7 @@ def cmd_evaluate(args) -> int:
     from model_build.data.datasets import align_folder
     from model_build.evaluate import evaluate, write_evaluation_report
 
-    embed, size = _embed_fn(Path(args.model))
+    embed, size = _embed_fn(Path(args.model), _flip_average_of(Path(args.model)))
     data = align_folder(args.data, size, args.cache_dir, not args.no_progress)
     ev = evaluate(embed, data, _protocol(args.pairs), args.folds, target_far=args.target_far)
     out = Path(args.out) if args.out else None
@@ -197,7 +208,8 @@ def cmd_export(args) -> int:
     else:
         eval_data, check = None, train_data.crops[:300]
     try:
-        meta = export(model, out, representative, check, float_model=not args.no_float)
+        meta = export(model, out, representative, check, float_model=not args.no_float,
+                      flip_average=not args.no_flip_average)
     except ExportError as exc:
         log.error("%s", exc)
         return 1
@@ -212,7 +224,7 @@ def cmd_export(args) -> int:
             path = out / meta["files"][kind]["path"] if kind in meta["files"] else None
             if path is None:
                 continue
-            embed, _ = _embed_fn(path)
+            embed, _ = _embed_fn(path, meta["embedding"]["flip_average"])
             ev = evaluate(embed, eval_data, protocol, holdout, target_far=args.target_far)
             evaluations[kind] = ev.summary
             write_evaluation_report(ev, out / "report" / kind, f"facegate {kind} encoder, held-out folds")
@@ -287,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--target-far", type=float, default=1e-3)
     x.add_argument("--no-float", action="store_true", help="skip the float model")
+    x.add_argument("--no-flip-average", action="store_true",
+                   help="embed crops once instead of averaging with the mirror image")
     x.set_defaults(func=cmd_export)
     return parser
 

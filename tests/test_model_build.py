@@ -128,3 +128,13 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
 
 def test_detector_reports_no_face_instead_of_failing():
     assert FaceDetector().detect(np.zeros((240, 320, 3), np.uint8)) == []
+
+
+def test_flip_averaged_embedding_ignores_mirroring(tiny_run):
+    """Exported models average a crop's and its mirror's embeddings (model.json
+    flip_average), so a mirrored face embeds identically."""
+    _, out, _ = tiny_run
+    encoder = load_encoder(out / "encoder.tflite")
+    assert encoder.info.flip_average
+    crop = face_crops(load_image(next(FACES.glob("*/*.jpg"))), encoder=encoder)[0].crop
+    np.testing.assert_allclose(encoder.embed(crop), encoder.embed(crop[:, ::-1]), atol=1e-6)

@@ -27,6 +27,9 @@ class ModelInfo:
     thresholds: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     path: Path | None = None
+    # Embed the crop and its mirror image and average them: +1.6 points of LFW accuracy
+    # for a second 0.3 ms inference (docs/model.md).
+    flip_average: bool = False
 
 
 def metadata_path(model_path: Path) -> Path:
@@ -56,7 +59,8 @@ def load_model_info(model_path: str | Path) -> ModelInfo:
         return ModelInfo(model_id=str(meta["model_id"]), input_size=int(meta["input"]["size"]),
                          embedding_size=int(meta["embedding"]["size"]),
                          threshold=float(thresholds["match"]), thresholds=thresholds,
-                         metadata=meta, path=model_path)
+                         metadata=meta, path=model_path,
+                         flip_average=bool(meta["embedding"].get("flip_average", False)))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ModelError):
             raise

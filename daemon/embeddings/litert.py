@@ -38,16 +38,22 @@ class LiteRtEncoder:
         scale, zero = self._out_q
         return (y.astype(np.float32) - zero) * scale
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """Unit embeddings (N, D) for uint8 crops (N, S, S) or one crop (S, S)."""
-        crops = np.asarray(crops)
-        if crops.ndim == 2:
-            crops = crops[None]
+    def _run(self, crops: np.ndarray) -> np.ndarray:
         out = np.empty((len(crops), self.info.embedding_size), np.float32)
         for i, x in enumerate(self._quantize(normalize_crop(crops))):
             self._it.set_tensor(self._in, x[None])
             self._it.invoke()
             out[i] = self._dequantize(self._it.get_tensor(self._out)[0])
+        return out
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Unit embeddings (N, D) for uint8 crops (N, S, S) or one crop (S, S)."""
+        crops = np.asarray(crops)
+        if crops.ndim == 2:
+            crops = crops[None]
+        out = self._run(crops)
+        if self.info.flip_average:
+            out += self._run(crops[:, :, ::-1])
         # int8 output rounding leaves norms near 1; renormalise so distances are exact.
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

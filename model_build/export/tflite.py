@@ -83,7 +83,8 @@ def write_metadata(out_dir: Path, meta: dict) -> Path:
     return path
 
 
-def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: dict) -> dict:
+def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: dict,
+                  flip_average: bool = True) -> dict:
     size = int(model.input_shape[1])
     return {
         "format": "facegate-encoder/1",
@@ -93,7 +94,7 @@ def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: 
                   "normalization": "(gray_pixel - 127.5) / 127.5, then int8 quantised with input scale/zero_point",
                   "color": "grayscale (BT.601 luma)"},
         "embedding": {"size": int(model.output_shape[-1]), "normalized": "L2",
-                      "distance": "euclidean"},
+                      "distance": "euclidean", "flip_average": flip_average},
         "quantization": quantization,
         "files": files,
         "parameters": int(model.count_params()),
@@ -116,7 +117,7 @@ def agreement(model: keras.Model, tflite_path: Path, crops: np.ndarray) -> dict:
 
 
 def export(model: keras.Model, out_dir: str | Path, representative_crops: np.ndarray,
-           check_crops: np.ndarray, float_model: bool = True) -> dict:
+           check_crops: np.ndarray, float_model: bool = True, flip_average: bool = True) -> dict:
     """Write encoder.tflite (int8), optionally encoder_float.tflite, and verify them.
 
     Returns the metadata (without thresholds/evaluation, which the caller adds).
@@ -142,7 +143,8 @@ def export(model: keras.Model, out_dir: str | Path, representative_crops: np.nda
     check = {"int8": agreement(model, int8_path, check_crops)}
     if float_model:
         check["float"] = agreement(model, out_dir / "encoder_float.tflite", check_crops)
-    meta = base_metadata(model, content_id(int8_bytes), tensor_quantization(int8_path), files)
+    meta = base_metadata(model, content_id(int8_bytes), tensor_quantization(int8_path), files,
+                         flip_average)
     meta["ops"] = sorted(ops)
     meta["export_check"] = check
     if check["int8"]["mean_cosine"] < MIN_INT8_COSINE:
