@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -24,7 +25,6 @@ import numpy as np  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 
 from daemon.embeddings import DEFAULT_MODEL, load_encoder  # noqa: E402
-from daemon.embeddings.base import ModelInfo  # noqa: E402
 from daemon.embeddings.litert import LiteRtEncoder  # noqa: E402
 from daemon.faces.align import align_face, to_gray  # noqa: E402
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector  # noqa: E402
@@ -68,7 +68,7 @@ def run(model: Path, runs: int) -> dict:
     }
     float_path = model.with_name("encoder_float.tflite")
     if float_path.is_file():
-        info = ModelInfo("float", encoder.info.input_size, encoder.info.embedding_size, 1.0)
+        info = dataclasses.replace(encoder.info, path=float_path)  # same flip averaging
         float_encoder = LiteRtEncoder(load_interpreter(float_path, num_threads=1), info)
         result["float_bytes"] = float_path.stat().st_size
         result["embed_float"] = _timed(lambda: float_encoder.embed(crop), runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,7 +53,10 @@ def _mann_whitney(d, s):
 
 
 def test_no_tensorflow_imported():
-    assert "tensorflow" not in sys.modules
+    """The benchmark harness reuses the evaluators on runtime-only installs. Checked in
+    a fresh interpreter: other tests in this session import TensorFlow."""
+    code = "import sys, model_build.evaluators; assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_perfectly_separable():
