@@ -1,4 +1,5 @@
-"""``facegate`` command line: embed images, run the door daemon."""
+"""``facegate`` command line: embed images, run the door daemon, and the enrollment
+server's tools (keygen, enroll, remove, list, reembed)."""
 
 from __future__ import annotations
 
@@ -63,12 +64,13 @@ def _cmd_run(args) -> int:
     import signal
     from pathlib import Path
 
-    from daemon.config import ConfigError, load_config
+    from daemon.config import ConfigError, check_device_trust, load_config
     from daemon.gallery import GalleryError
     from daemon.service import Service
 
     try:
         cfg = load_config(args.config, run_overrides(args))
+        check_device_trust(cfg)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
@@ -99,6 +101,219 @@ def _cmd_run(args) -> int:
     finally:
         service.close()
     return 0
+
+
+# ---------------------------------------------------------------- the enrollment server's tools
+
+# Server flags -> config keys (the server reads the same TOML format: [device] site, [mqtt], [enrollment]).
+SERVER_OVERRIDES = {"site": "device.site", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port",
+                    "signing_key": "enrollment.signing_key", "public_key": "enrollment.public_key"}
+
+
+def _server_config(args):
+    from daemon.config import load_config
+    overrides = {key: getattr(args, flag) for flag, key in SERVER_OVERRIDES.items()
+                 if getattr(args, flag, None) is not None}
+    return load_config(args.config, overrides)
+
+
+def _signing_key(cfg, required: bool):
+    from daemon.sync.signing import load_private_key
+    if cfg.enrollment.signing_key:
+        return load_private_key(cfg.enrollment.signing_key)
+    if required:
+        raise ValueError("no signing key: pass --signing-key or set enrollment.signing_key "
+                         "(create one with `facegate keygen --out DIR`); devices refuse unsigned records")
+    log.warning("no signing key: the record is written unsigned, and devices will refuse it")
+    return None
+
+
+def _broker_client(cfg, timeout_s: float):
+    from daemon.enroll.client import EnrollmentClient
+    from daemon.sync.broker import BrokerSettings
+    if not cfg.broker_configured:
+        raise ValueError("no broker: set mqtt.host in --config or pass --mqtt-host (or --out for a dry run)")
+    return EnrollmentClient(BrokerSettings.from_config(cfg.mqtt), timeout_s=timeout_s)
+
+
+def _target(args, cfg):
+    from pathlib import Path
+
+    from daemon.enroll.tool import Target
+    out = Path(args.out) if getattr(args, "out", None) else None
+    return Target(cfg.device.site, _signing_key(cfg, required=out is None), out=out)
+
+
+def _with_target(args, work) -> int:
+    """Run ``work(target)`` against the broker, or against --out files for a dry run."""
+    cfg = _server_config(args)
+    target = _target(args, cfg)  # the key is checked before connecting
+    if target.out is not None:
+        return work(target)
+    with _broker_client(cfg, args.timeout) as client:
+        target.client = client
+        return work(target)
+
+
+def _gate(args):
+    from daemon.enroll.gate import PhotoGate
+    return PhotoGate(min_detection_score=args.min_score, min_face_px=args.min_face_px, min_blur=args.min_sharpness,
+                     consistency_threshold=args.consistency_threshold)
+
+
+def _print_photos(outcome) -> None:
+    for photo in outcome.photos:
+        verdict = "ok" if photo.accepted else f"rejected ({photo.reason})"
+        print(f"  {verdict:<26} {photo.path}: {photo.detail}")
+
+
+def _cmd_keygen(args) -> int:
+    from daemon.sync.signing import generate_keypair
+    pair = generate_keypair(args.out)
+    print(f"private key {pair.private_path} (mode 600: keep it on the enrollment server only)")
+    print(f"public key  {pair.public_path} (copy it to every device: enrollment.public_key)")
+    print(f"key id      {pair.key_id}")
+    return 0
+
+
+def _cmd_enroll(args) -> int:
+    from daemon.api import default_detector
+    from daemon.embeddings import load_encoder
+    from daemon.enroll.tool import NoUsablePhoto, enroll
+
+    encoder = load_encoder(args.model, args.backend)
+
+    def work(target) -> int:
+        try:
+            outcome = enroll(target, args.person_id, args.name, args.photos, encoder, default_detector(),
+                             _gate(args), consistency=not args.no_consistency, keep_photos=args.keep_photos)
+        except NoUsablePhoto as exc:
+            _print_photos(exc.outcome)
+            log.error("%s", exc)
+            if any(p.reason == "inconsistent" for p in exc.outcome.photos):
+                log.error("if the photos really show the same person, add more photos of them "
+                          "or pass --no-consistency")
+            return 1
+        _print_photos(outcome)
+        how = "wrote" if target.out else "published (retained) to"
+        print(f"enrolled {outcome.person_id} ({args.name}): {len(outcome.accepted)} encoding(s), model "
+              f"{outcome.model_id}, version {outcome.version}; {how} {outcome.delivered_to}")
+        if target.out:
+            print(f"topic: {outcome.topic}")
+        if outcome.kept_in:
+            print(f"photos kept in {outcome.kept_in} (for `facegate reembed`)")
+        return 0
+
+    return _with_target(args, work)
+
+
+def _cmd_remove(args) -> int:
+    from daemon.enroll.tool import remove
+
+    def work(target) -> int:
+        outcome = remove(target, args.person_id, keep_photos=args.keep_photos)
+        how = "wrote" if target.out else "published (retained) to"
+        print(f"revoked {outcome.person_id}: tombstone version {outcome.version}; {how} {outcome.delivered_to}")
+        if target.out:
+            print(f"topic: {outcome.topic}")
+        elif not outcome.was_known:
+            print("  (the broker held nothing for this person; the tombstone still blocks any older record)")
+        for topic in outcome.cleared:
+            print(f"  cleared {topic}")
+        if outcome.photos_deleted:
+            print(f"  deleted the kept photos in {args.keep_photos}")
+        return 0
+
+    return _with_target(args, work)
+
+
+def _cmd_list(args) -> int:
+    from daemon.enroll.tool import held_records
+    from daemon.sync.signing import Trust, load_public_keys
+
+    cfg = _server_config(args)
+    keys = load_public_keys(cfg.enrollment.public_key) if cfg.enrollment.public_key else []
+    if cfg.enrollment.signing_key:
+        keys.append(_signing_key(cfg, required=True).public_key())
+    if not keys:
+        log.warning("no public or signing key given: signatures are not checked")
+    with _broker_client(cfg, args.timeout) as client:
+        held = held_records(client, cfg.device.site, Trust.of(*keys))
+    if args.json:
+        for h in held:
+            print(json.dumps(h.to_dict()))
+        return 0
+    from daemon.sync.publish import iso_utc
+    print(f"{'PERSON':<20} {'NAME':<24} {'KIND':<9} {'VERSION':>14} {'MODEL':<20} {'ENC':>3}  SIGNATURE")
+    for h in held:
+        print(f"{h.person_id:<20} {h.name[:24]:<24} {h.kind:<9} {h.version:>14} {h.model_id[:20]:<20} "
+              f"{h.encodings:>3}  {h.signature}" + (f"  {h.error}" if h.error else "")
+              + (f"  (updated {iso_utc(h.updated_at)})" if args.verbose and h.updated_at else ""))
+    people = {h.person_id for h in held if h.kind == "record"}
+    print(f"{len(held)} retained message(s), {len(people)} person(s) with a record, "
+          f"{sum(h.kind == 'tombstone' for h in held)} tombstone(s) on site {cfg.device.site}")
+    return 0
+
+
+def _cmd_reembed(args) -> int:
+    from pathlib import Path
+
+    from daemon.api import default_detector
+    from daemon.embeddings import load_encoder
+    from daemon.enroll.tool import reembed
+
+    encoder = load_encoder(args.model, args.backend)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)  # one file per person
+
+    def work(target) -> int:
+        outcomes = reembed(target, args.photos, encoder, default_detector(), _gate(args),
+                           consistency=not args.no_consistency)
+        failed = 0
+        for o in outcomes:
+            if o.skipped:
+                failed += bool(o.photos)  # revoked people are skipped on purpose
+                print(f"skipped {o.person_id}: {o.skipped}")
+                _print_photos(o)
+            else:
+                print(f"re-enrolled {o.person_id}: {len(o.accepted)} encoding(s), model {o.model_id}, "
+                      f"version {o.version} -> {o.delivered_to}")
+        print(f"{sum(not o.skipped for o in outcomes)} of {len(outcomes)} person(s) re-enrolled for model "
+              f"{encoder.info.model_id}")
+        return 1 if failed else 0
+
+    return _with_target(args, work)
+
+
+def _add_server_options(p, out_help: str | None) -> None:
+    p.add_argument("--config", metavar="PATH", help="TOML config: [device] site, [mqtt] broker and TLS, "
+                                                   "[enrollment] signing_key (see docs/security.md)")
+    p.add_argument("--site", metavar="SITE", help="site whose devices receive the records")
+    p.add_argument("--mqtt-host", metavar="HOST")
+    p.add_argument("--mqtt-port", type=int, metavar="PORT")
+    p.add_argument("--signing-key", metavar="PATH", help="Ed25519 private key from `facegate keygen`")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="broker timeout (default 10 s)")
+    if out_help:
+        p.add_argument("--out", metavar="PATH", help=out_help)
+
+
+def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipped model)",
+                       model_required: bool = False) -> None:
+    from daemon.enroll.gate import PhotoGate
+    g = PhotoGate()
+    p.add_argument("--model", metavar="PATH", help=model_help, required=model_required)
+    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"])
+    p.add_argument("--min-face-px", type=float, default=g.min_face_px, metavar="PX",
+                   help=f"shorter side of the face box (default {g.min_face_px:.0f})")
+    p.add_argument("--min-sharpness", type=float, default=g.min_blur, metavar="V",
+                   help=f"variance of the Laplacian of the aligned face (default {g.min_blur:.0f})")
+    p.add_argument("--min-score", type=float, default=g.min_detection_score, metavar="S",
+                   help=f"face detector confidence (default {g.min_detection_score})")
+    p.add_argument("--no-consistency", action="store_true",
+                   help="do not reject photos that look like someone else than the other photos")
+    p.add_argument("--consistency-threshold", type=float, default=g.consistency_threshold, metavar="D",
+                   help="distance from the median of the other photos above which a photo is taken for "
+                        f"someone else's (default {g.consistency_threshold})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +351,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
     p.add_argument("--backend", choices=["cpu", "edgetpu"])
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("keygen", help="create the enrollment server's Ed25519 signing key pair")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="writes DIR/enroll-signing.key (mode 600) and DIR/enroll-signing.pub")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("enroll", help="enroll a person from one or more photos (signed, retained record)",
+                       description="Check each photo (exactly one face, large, sharp, confident, consistent "
+                                   "with the other photos), embed the good ones with the devices' model and "
+                                   "publish the signed person record to the site's enrollment topic.")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("--person-id", required=True, metavar="ID", help="1-64 of A-Z a-z 0-9 _ . -")
+    p.add_argument("--name", required=True, metavar="NAME", help="display name in unlock events")
+    p.add_argument("--keep-photos", metavar="DIR", help="keep the accepted photos in DIR/<person_id>/ for "
+                                                       "`facegate reembed` after a model upgrade (opt-in)")
+    _add_photo_options(p)
+    _add_server_options(p, "dry run: write the signed record to this file instead of publishing it")
+    p.set_defaults(func=_cmd_enroll)
+
+    p = sub.add_parser("remove", help="revoke a person on every device (signed, retained tombstone)")
+    p.add_argument("person_id", metavar="ID")
+    p.add_argument("--keep-photos", metavar="DIR", help="also delete the person's kept photos in DIR")
+    _add_server_options(p, "dry run: write the signed tombstone to this file instead of publishing it")
+    p.set_defaults(func=_cmd_remove)
+
+    p = sub.add_parser("list", help="show the site's enrollment records held by the broker")
+    p.add_argument("--public-key", metavar="PATH", help="verify signatures with this public key "
+                                                       "(default: enrollment.public_key, or the signing key's)")
+    p.add_argument("--json", action="store_true", help="one JSON object per retained message")
+    _add_server_options(p, None)
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("reembed", help="re-enroll everyone from kept photos for a new model",
+                       description="Publish a new record for the new model id for every person kept with "
+                                   "--keep-photos. Old-model records stay: devices keep working until they "
+                                   "get the new model.")
+    p.add_argument("--photos", required=True, metavar="DIR", help="the --keep-photos folder")
+    _add_photo_options(p, "the new encoder .tflite (model.json beside it)", model_required=True)
+    _add_server_options(p, "dry run: write one record per person into this folder instead of publishing")
+    p.set_defaults(func=_cmd_reembed)
     return parser
 
 
@@ -145,11 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     # Logs go to stderr so stdout stays machine-readable (embeddings, events).
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from daemon.enroll.client import BrokerError
     from daemon.images import ImageError
     from daemon.runtime import ModelError
     try:
         return args.func(args)
-    except (ModelError, ImageError, ValueError) as exc:
+    except (ModelError, ImageError, ValueError, BrokerError, OSError) as exc:
         log.error("%s", exc)
         return 2
 

@@ -6,7 +6,9 @@ example can never drift from the code. Unknown keys are errors (a typo must not 
 fall back to a default on a door lock), and every error names the key.
 
 Secrets never need to be in the file: ``FACEGATE_MQTT_PASSWORD`` or
-``FACEGATE_MQTT_PASSWORD_FILE`` override ``mqtt.password`` / ``mqtt.password_file``.
+``FACEGATE_MQTT_PASSWORD_FILE`` override ``mqtt.password`` / ``mqtt.password_file``
+(and ``FACEGATE_MQTT_USERNAME`` overrides ``mqtt.username``). Files named in the config
+(TLS certificates, keys, the enrollment public key) are checked when it is loaded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SOURCE_KINDS = ("replay", "opencv", "picamera2")
 BACKENDS = ("cpu", "edgetpu")  # daemon.embeddings.BACKENDS, without importing the runtime
 PASSWORD_ENV = "FACEGATE_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "FACEGATE_MQTT_PASSWORD_FILE"
+USERNAME_ENV = "FACEGATE_MQTT_USERNAME"
 
 
 class ConfigError(ValueError):
@@ -110,8 +113,13 @@ class EventsConfig:
 class MqttConfig:
     """The broker link: enrollment sync, events, status and health. Empty host = standalone."""
     host: str = doc("", "Broker host name or address; empty = no broker (events on stdout).")
-    port: int = doc(1883, "Broker port.")
-    username: str = doc("", "User name, if the broker requires one.")
+    port: int = doc(1883, "Broker port (8883 is usual with TLS).")
+    tls: bool = doc(False, "Connect with TLS (1.2 or newer); the broker's certificate and host name are verified.")
+    tls_ca_file: str = doc("", "CA certificate (PEM) that signed the broker's certificate; empty = the system's CAs.")
+    tls_cert_file: str = doc("", "Client certificate (PEM) for brokers that require one; with Mosquitto's "
+                                 "use_identity_as_username its CN is the user name the ACL sees.")
+    tls_key_file: str = doc("", "Private key (PEM) of tls_cert_file; keep it readable only by facegate.")
+    username: str = doc("", "User name, if the broker requires one (overridden by FACEGATE_MQTT_USERNAME).")
     password: str = doc("", "Password; prefer the FACEGATE_MQTT_PASSWORD environment variable or password_file.",
                         repr=False)
     password_file: str = doc("", "File holding the password (overridden by FACEGATE_MQTT_PASSWORD_FILE).")
@@ -123,6 +131,18 @@ class MqttConfig:
                                   "processing frames (the stored gallery is used meanwhile if it is unreachable).")
     max_queued_events: int = doc(1000, "Events kept in memory while the broker is unreachable "
                                        "(they are also persisted in the outbox).")
+
+
+@dataclass
+class EnrollmentConfig:
+    """Who may enroll people: records must be signed by the enrollment server's key."""
+    public_key: str = doc("", "The enrollment server's Ed25519 public key (PEM, from `facegate keygen`); the "
+                              "file may hold two keys during a key rotation. Required when mqtt.host is set.")
+    allow_unsigned: bool = doc(False, "Development only: also accept records without a signature (signed "
+                                      "ones are still checked against public_key if set). Anyone who can "
+                                      "publish to the broker can then enroll people. Never on a real door.")
+    signing_key: str = doc("", "Enrollment server only (facegate enroll/remove/reembed): the Ed25519 private "
+                               "key that signs records. Never put it on a device.")
 
 
 @dataclass
@@ -142,6 +162,7 @@ class Config:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
 
     @property
@@ -229,7 +250,38 @@ def validate(cfg: Config) -> Config:
     _check(mq.health_interval_s > 0, f"mqtt.health_interval_s must be > 0 (got {mq.health_interval_s})")
     _check(mq.sync_wait_s >= 0, f"mqtt.sync_wait_s must be >= 0 (got {mq.sync_wait_s})")
     _check(mq.max_queued_events >= 1, f"mqtt.max_queued_events must be >= 1 (got {mq.max_queued_events})")
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        _check(mq.tls or not getattr(mq, key), f"mqtt.{key} is set but mqtt.tls is false; set mqtt.tls = true")
+    _check(bool(mq.tls_cert_file) == bool(mq.tls_key_file),
+           "mqtt.tls_cert_file and mqtt.tls_key_file go together: set both or neither")
     return cfg
+
+
+def check_device_trust(cfg: Config) -> None:
+    """A device that syncs from a broker must know whose records to accept. Raises
+    ConfigError unless enrollment.public_key is set (or allow_unsigned, for development)."""
+    en = cfg.enrollment
+    _check(not cfg.broker_configured or bool(en.public_key) or en.allow_unsigned,
+           "enrollment.public_key is required when mqtt.host is set: the enrollment server's public key "
+           "(`facegate keygen` writes it), so that only records it signed are accepted. For development "
+           "only, enrollment.allow_unsigned = true accepts unsigned records")
+
+
+def _check_files(cfg: Config) -> None:
+    """Files the config names must be readable now, not at the first reconnect."""
+    named = [(f"mqtt.{k}", getattr(cfg.mqtt, k)) for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")]
+    named += [("enrollment.public_key", cfg.enrollment.public_key)]
+    for key, value in named:
+        if value and not os.access(value, os.R_OK):
+            raise ConfigError(f"{key}: cannot read {value}")
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{key}: {value} is not a file")
+    if cfg.enrollment.public_key:
+        from daemon.sync.signing import KeyFileError, load_public_keys
+        try:
+            load_public_keys(cfg.enrollment.public_key)
+        except KeyFileError as exc:
+            raise ConfigError(f"enrollment.public_key: {exc}") from exc
 
 
 def _apply_overrides(raw: dict, overrides: dict) -> dict:
@@ -245,6 +297,8 @@ def _apply_overrides(raw: dict, overrides: dict) -> dict:
 
 def _resolve_password(cfg: Config, env) -> None:
     mq = cfg.mqtt
+    if env.get(USERNAME_ENV):
+        mq.username = env[USERNAME_ENV]
     if env.get(PASSWORD_FILE_ENV):
         mq.password_file = env[PASSWORD_FILE_ENV]
     if env.get(PASSWORD_ENV):
@@ -262,7 +316,9 @@ def config_from_dict(raw: dict, overrides: dict | None = None, env=None) -> Conf
     keys ("source.fps") to values and wins over the table (command-line flags)."""
     cfg = _build(_apply_overrides(raw, overrides or {}))
     _resolve_password(cfg, os.environ if env is None else env)
-    return validate(cfg)
+    validate(cfg)
+    _check_files(cfg)
+    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None, env=None) -> Config:

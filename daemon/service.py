@@ -24,7 +24,7 @@ from typing import TextIO
 import numpy as np
 
 from daemon import notify as systemd
-from daemon.config import Config
+from daemon.config import Config, check_device_trust
 from daemon.decision import UnlockDecider
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import align_face, to_gray
@@ -125,6 +125,7 @@ class Service:
         """Load the model and the gallery, connect, open the camera. READY=1 is sent once
         the model and gallery are loaded: from then on the door can recognise people."""
         cfg = self.cfg
+        check_device_trust(cfg)  # before anything slow: a door must not sync unsigned records by accident
         self._load_model()
         state_dir = Path(cfg.device.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -182,13 +183,20 @@ class Service:
         if cfg.broker_configured:
             from daemon.events.mqtt import MqttEventSink
             from daemon.events.outbox import Outbox
+            from daemon.sync.broker import BrokerSettings
             from daemon.sync.link import MqttLink
-            m = cfg.mqtt
-            self.link = MqttLink(host=m.host, port=m.port, site=cfg.device.site, device_id=cfg.device.id,
-                                 embedding_size=self.encoder.info.embedding_size, username=m.username,
-                                 password=m.password, keepalive_s=m.keepalive_s,
-                                 reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
-                                 max_queued=m.max_queued_events)
+            from daemon.sync.signing import load_trust
+            m, en = cfg.mqtt, cfg.enrollment
+            trust = load_trust(en.public_key, en.allow_unsigned)
+            if en.allow_unsigned:
+                log.warning("enrollment.allow_unsigned is on: anyone who can publish to the broker can "
+                            "enroll people on this device (development only)")
+            log.info("accepting enrollment records signed by key(s) %s", ", ".join(trust.keys) or "none")
+            self.link = MqttLink(broker=BrokerSettings.from_config(m), site=cfg.device.site,
+                                 device_id=cfg.device.id, model_id=self.model_id,
+                                 embedding_size=self.encoder.info.embedding_size, trust=trust,
+                                 keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s,
+                                 reconnect_max_s=m.reconnect_max_s, max_queued=m.max_queued_events)
             self.mqtt_sink = MqttEventSink(self.link, Outbox.open(state_dir),
                                            topics.event_topic(cfg.device.site, cfg.device.id))
             self.sinks.append(self.mqtt_sink)

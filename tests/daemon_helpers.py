@@ -1,8 +1,10 @@
 """Helpers for the daemon tests: synthetic embeddings, a model-free encoder, replay
-frames from the face fixtures, MQTT probes and running the service in a thread."""
+frames from the face fixtures, a test signing key, MQTT probes and running the service
+in a thread."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -14,11 +16,43 @@ from pathlib import Path
 import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from daemon.config import config_from_dict
 from daemon.embeddings.base import ModelInfo
 from daemon.service import Service
+from daemon.sync import publish as records
+from daemon.sync.signing import Trust, sign_payload
+
+# The enrollment server's key in the tests (fixed, so failures are reproducible).
+TEST_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"facegate test signing key").digest())
+TEST_TRUST = Trust.of(TEST_KEY.public_key())
+
+
+def enrollment(site: str, person_id: str, encodings, model_id: str = "m1", version: int = 1,
+               name: str | None = None, key=TEST_KEY) -> tuple[str, bytes]:
+    """(topic, payload) of a person record signed with the test key."""
+    return records.person_record(site, person_id, name or person_id, encodings, model_id, version, key)
+
+
+def revocation(site: str, person_id: str, version: int, key=TEST_KEY) -> tuple[str, bytes]:
+    """(topic, payload) of a tombstone signed with the test key."""
+    return records.tombstone(site, person_id, version, key)
+
+
+def signed(topic: str, body: bytes, key=TEST_KEY) -> tuple[str, bytes]:
+    """Any JSON object body, signed: for messages that are authentic but malformed."""
+    return topic, sign_payload(key, topic, body)
+
+
+def write_public_key(folder: Path, key=TEST_KEY) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "enroll-signing.pub"
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
 
 
 def free_port() -> int:
@@ -98,6 +132,7 @@ def service_config(tmp_path: Path, broker=None, **sections) -> "Config":  # noqa
     }
     if broker is not None:
         raw["mqtt"].update(host=broker.host, port=broker.port)
+        raw["enrollment"] = {"public_key": str(write_public_key(tmp_path / "keys"))}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return config_from_dict(raw, env={})
@@ -152,7 +187,8 @@ class Probe:
 
 
 def publish(broker, topic: str, payload: bytes, retain: bool = True) -> None:
-    """Publish one QoS 1 message and wait for the broker's acknowledgement."""
+    """Publish one QoS 1 message and wait for the broker's acknowledgement.
+    ``publish(broker, *enrollment(...))`` publishes a signed record."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex}")
     client.connect(broker.host, broker.port)
     client.loop_start()

@@ -1,4 +1,7 @@
-"""Strict validation of enrollment messages (daemon/sync/records.py) and the payload builders."""
+"""Strict validation of enrollment messages (daemon/sync/records.py) and the payload builders.
+
+Field validation is checked here with ``allow_unsigned`` trust (the checks after the
+signature); signatures themselves are tested in test_signing.py."""
 
 from __future__ import annotations
 
@@ -10,17 +13,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.gallery.record import MAX_ENCODINGS
-from daemon.sync import RecordError, parse_enrollment, person_record_payload, tombstone_payload
+from daemon.sync import RecordError, Trust, parse_enrollment, person_record, tombstone
 from daemon.sync.records import max_payload_bytes
-from daemon.sync.topics import enroll_topic
-from daemon_helpers import unit_vectors
+from daemon.sync.topics import enroll_topic, revoke_topic
+from daemon_helpers import TEST_KEY, TEST_TRUST, unit_vectors
 
 SITE, D = "home", 128
-TOPIC = enroll_topic(SITE, "alice")
+TOPIC = enroll_topic(SITE, "m1", "alice")
+REVOKE = revoke_topic(SITE, "alice")
+UNSIGNED_OK = Trust(allow_unsigned=True)
+
+
+def record_payload(*args, **kwargs) -> bytes:
+    return person_record(SITE, *args, **kwargs)[1]
 
 
 def body(**changes) -> dict:
-    b = json.loads(person_record_payload("alice", "Alice Example", unit_vectors(2), "m1", 3, updated_at=1700000000))
+    b = json.loads(record_payload("alice", "Alice Example", unit_vectors(2), "m1", 3, None, updated_at=1700000000))
+    b.update(changes)
+    return {k: v for k, v in b.items() if v is not DROP}
+
+
+def tomb(**changes) -> dict:
+    b = json.loads(tombstone(SITE, "alice", 9, None, updated_at=1700000000)[1])
     b.update(changes)
     return {k: v for k, v in b.items() if v is not DROP}
 
@@ -28,14 +43,17 @@ def body(**changes) -> dict:
 DROP = object()
 
 
-def parse(b, topic=TOPIC):
+def parse(b, topic=TOPIC, trust=UNSIGNED_OK):
     payload = b if isinstance(b, bytes) else json.dumps(b).encode()
-    return parse_enrollment(topic, payload, SITE, D)
+    return parse_enrollment(topic, payload, SITE, D, trust=trust)
 
 
 def test_a_published_record_round_trips():
     encodings = unit_vectors(3, seed=5)
-    r = parse(person_record_payload("alice", "Alice Example", encodings, "m1", 7, updated_at=1700000000.5))
+    topic, payload = person_record(SITE, "alice", "Alice Example", encodings, "m1", 7, TEST_KEY,
+                                   updated_at=1700000000.5)
+    assert topic == TOPIC == "facegate/home/enroll/m1/alice"
+    r = parse(payload, trust=TEST_TRUST)
     assert (r.person_id, r.name, r.model_id, r.version, r.deleted) == ("alice", "Alice Example", "m1", 7, False)
     assert r.updated_at == pytest.approx(1700000000.5)
     assert r.encodings.dtype == np.float32 and r.encodings.shape == (3, D)
@@ -44,20 +62,43 @@ def test_a_published_record_round_trips():
 
 
 def test_a_tombstone_round_trips():
-    r = parse(tombstone_payload("alice", 9, updated_at=1700000000))
+    topic, payload = tombstone(SITE, "alice", 9, TEST_KEY, updated_at=1700000000)
+    assert topic == REVOKE == "facegate/home/revoke/alice"
+    r = parse(payload, topic, trust=TEST_TRUST)
     assert r.deleted and r.version == 9 and r.person_id == "alice" and len(r.encodings) == 0
 
 
 def test_payload_size_for_the_largest_record_fits_the_cap():
-    payload = person_record_payload("alice", "A" * 128, unit_vectors(MAX_ENCODINGS), "m" * 128, 2**62)
+    topic, payload = person_record(SITE, "alice", "A" * 128, unit_vectors(MAX_ENCODINGS), "m" * 128, 2**62, TEST_KEY)
     assert len(payload) < max_payload_bytes(D)
-    assert len(parse(payload).encodings) == MAX_ENCODINGS
+    assert len(parse(payload, topic, trust=TEST_TRUST).encodings) == MAX_ENCODINGS
+
+
+def test_any_embedding_size_is_accepted_when_none_is_expected_but_rows_must_agree():
+    payload = record_payload("alice", "A", unit_vectors(2, dim=64), "m1", 1, None)
+    assert parse_enrollment(TOPIC, payload, SITE, None, trust=UNSIGNED_OK).encodings.shape == (2, 64)
+    with pytest.raises(RecordError, match="equally many"):
+        parse_enrollment(TOPIC, json.dumps(body(encodings=[unit_vectors(1)[0].tolist(), [1.0]])).encode(),
+                         SITE, None, trust=UNSIGNED_OK)
 
 
 BAD = {
-    "wrong site": (lambda: (body(), "facegate/elsewhere/enroll/alice"), "wrong_site"),
+    "wrong site": (lambda: (body(), "facegate/elsewhere/enroll/m1/alice"), "wrong_site"),
     "not an enroll topic": (lambda: (body(), "facegate/home/device/alice"), "bad_topic"),
-    "topic id with bad characters": (lambda: (body(person_id="al ice"), "facegate/home/enroll/al ice"), "bad_topic"),
+    "old one-level enroll topic": (lambda: (body(), "facegate/home/enroll/alice"), "bad_topic"),
+    "topic id with bad characters": (lambda: (body(person_id="al ice"), "facegate/home/enroll/m1/al ice"),
+                                     "bad_topic"),
+    "model id with a wildcard": (lambda: (body(model_id="+"), "facegate/home/enroll/+/alice"), "bad_topic"),
+    "model_id and topic disagree": (lambda: (body(model_id="m2"), TOPIC), "bad_field"),
+    "record on the revoke topic": (lambda: (body(), REVOKE), "bad_field"),
+    "tombstone not deleted": (lambda: (tomb(deleted=False), REVOKE), "bad_field"),
+    "tombstone deleted missing": (lambda: (tomb(deleted=DROP), REVOKE), "bad_field"),
+    "tombstone for another person": (lambda: (tomb(person_id="bob"), REVOKE), "bad_field"),
+    "tombstone with a name": (lambda: (tomb(name="x"), REVOKE), "bad_field"),
+    "schema 1 (unsigned era)": (lambda: (body(schema=1), TOPIC), "bad_field"),
+    "updated_at year 1900": (lambda: (body(updated_at="1900-01-01T00:00:00Z"), TOPIC), "bad_field"),
+    "updated_at year 9999": (lambda: (body(updated_at="9999-12-31T23:59:59+14:00"), TOPIC), "bad_field"),
+    "signature field in the body": (lambda: (body(sig="x"), TOPIC), "bad_field"),
     "topic and body disagree": (lambda: (body(person_id="bob"), TOPIC), "bad_field"),
     "empty (cleared retained)": (lambda: (b"", TOPIC), "empty"),
     "oversized": (lambda: (b"{" + b" " * max_payload_bytes(D) + b"}", TOPIC), "too_large"),
@@ -73,7 +114,7 @@ BAD = {
     "unknown field": (lambda: (body(admin=True), TOPIC), "bad_field"),
     "missing name": (lambda: (body(name=DROP), TOPIC), "bad_field"),
     "missing encodings": (lambda: (body(encodings=DROP), TOPIC), "bad_field"),
-    "schema 2": (lambda: (body(schema=2), TOPIC), "bad_field"),
+    "schema 3": (lambda: (body(schema=3), TOPIC), "bad_field"),
     "version 0": (lambda: (body(version=0), TOPIC), "bad_field"),
     "version bool": (lambda: (body(version=True), TOPIC), "bad_field"),
     "version float": (lambda: (body(version=3.0), TOPIC), "bad_field"),
@@ -110,7 +151,7 @@ def test_malformed_messages_are_refused_with_a_reason(case):
 
 
 def test_error_messages_name_the_topic_and_the_field():
-    with pytest.raises(RecordError, match=r"facegate/home/enroll/alice: version must be an integer"):
+    with pytest.raises(RecordError, match=r"facegate/home/enroll/m1/alice: version must be an integer"):
         parse(body(version=-1))
 
 

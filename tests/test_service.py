@@ -14,9 +14,10 @@ import pytest
 from daemon.api import embed_image
 from daemon.frames import Frame, SourceError
 from daemon.service import Service
-from daemon.sync import person_record_payload, tombstone_payload
+from daemon.config import ConfigError
 from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
-from daemon_helpers import PixelEncoder, Probe, ServiceThread, copy_photos, person_photos, publish, service_config
+from daemon_helpers import (PixelEncoder, Probe, ServiceThread, copy_photos, enrollment, person_photos, publish,
+                            revocation, service_config, signed)
 
 X, Y = "Jean_Chretien", "Serena_Williams"
 
@@ -147,18 +148,21 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
     running = ServiceThread(Service(cfg, encoder=encoder))
     try:
         assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"online"])
-        publish(broker, enroll_topic(site, X), person_record_payload(X, "Jean Chrétien", encodings, "pixel-test", 1))
+        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1, name="Jean Chrétien"))
         assert probe.wait_for(lambda p: len(p.json(topic)) >= 1)
         first = probe.json(topic)[0]
         assert (first["event"], first["person_id"], first["name"], first["site"]) == ("unlock", X, "Jean Chrétien", site)
 
-        publish(broker, enroll_topic(site, X), b'{"schema": 1, "person_id": "Jean_Chretien", "deleted": "yes"}')
-        publish(broker, enroll_topic(site, X), person_record_payload(X, "old", encodings[:1], "pixel-test", 1))
-        assert running.wait_until(lambda s: s.health()["records"]["rejected"] == {"bad_field": 1}
+        topic_x = enroll_topic(site, "pixel-test", X)
+        publish(broker, *signed(topic_x, b'{"schema": 2, "person_id": "Jean_Chretien", "deleted": "yes"}'))
+        forged = enrollment(site, X, encodings, "pixel-test", 5)[1][:-30] + b"A" * 28 + b'"}'  # signature replaced
+        publish(broker, topic_x, forged)
+        publish(broker, *enrollment(site, X, encodings[:1], "pixel-test", 1, name="old"))
+        assert running.wait_until(lambda s: s.health()["records"]["rejected"] == {"bad_field": 1, "bad_signature": 1}
                                   and s.health()["records"]["stale"] == 1)
         assert running.service.matcher.index.person_ids == (X,), "the gallery is untouched"
 
-        publish(broker, enroll_topic(site, X), tombstone_payload(X, 2))
+        publish(broker, *revocation(site, X, 2))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
         time.sleep(0.3)  # frames already in the pipeline
         before = len(probe.json(topic))
@@ -176,6 +180,14 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
         running.stop()
     assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"offline"])
     probe.close()
+
+
+def test_a_device_with_a_broker_but_no_public_key_refuses_to_start(tmp_path, broker):
+    cfg = service_config(tmp_path, broker, enrollment={"public_key": ""})
+    service = Service(cfg, encoder=PixelEncoder())
+    with pytest.raises(ConfigError, match="enrollment.public_key is required when mqtt.host is set"):
+        service.start()
+    service.close()
 
 
 def test_the_runtime_never_imports_tensorflow():

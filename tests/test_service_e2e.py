@@ -24,9 +24,10 @@ from daemon.api import embed_image
 from daemon.embeddings import load_encoder
 from daemon.events.outbox import Outbox
 from daemon.service import Service
-from daemon.sync import person_record_payload, tombstone_payload
-from daemon.sync.topics import enroll_topic, event_topic, status_topic
-from daemon_helpers import Probe, ServiceThread, camera_frames, copy_photos, person_photos, publish, service_config
+from daemon.sync.topics import event_topic, status_topic
+from daemon_helpers import (Probe, ServiceThread, camera_frames, copy_photos, person_photos, publish, revocation,
+                            service_config, write_public_key)
+from daemon_helpers import enrollment as signed_enrollment
 
 REPO = Path(__file__).resolve().parent.parent
 X, Y, Z = "Donald_Rumsfeld", "Serena_Williams", "Vladimir_Putin"
@@ -37,10 +38,10 @@ def encoder(encoder_model):
     return load_encoder(encoder_model)
 
 
-def enrollment(encoder, faces, person, version=1) -> bytes:
+def enrollment(site, encoder, faces, person, version=1) -> tuple[str, bytes]:
     photos = person_photos(faces, person)[:3]
     encodings = np.stack([embed_image(p, encoder).embedding for p in photos])
-    return person_record_payload(person, person.replace("_", " "), encodings, encoder.info.model_id, version)
+    return signed_enrollment(site, person, encodings, encoder.info.model_id, version, name=person.replace("_", " "))
 
 
 def run_until_end(cfg, encoder) -> Service:
@@ -62,8 +63,8 @@ def test_published_enrollment_then_frames_of_that_person_give_exactly_one_unlock
     camera_frames(person_photos(face_fixtures, X), tmp_path / "frames", repeat=2)
     cfg = service_config(tmp_path, broker)
     site = cfg.device.site
-    publish(broker, enroll_topic(site, X), enrollment(encoder, face_fixtures, X))
-    publish(broker, enroll_topic(site, Y), enrollment(encoder, face_fixtures, Y))
+    publish(broker, *enrollment(site, encoder, face_fixtures, X))
+    publish(broker, *enrollment(site, encoder, face_fixtures, Y))
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic)
     service = run_until_end(cfg, encoder)
@@ -84,12 +85,12 @@ def test_revoked_while_the_daemon_was_stopped_no_longer_unlocks(tmp_path, broker
     cfg = service_config(tmp_path, broker)
     site = cfg.device.site
     topic = event_topic(site, "door1")
-    publish(broker, enroll_topic(site, X), enrollment(encoder, face_fixtures, X, version=1))
+    publish(broker, *enrollment(site, encoder, face_fixtures, X, version=1))
     probe = Probe(broker, topic)
     run_until_end(cfg, encoder)
     assert probe.wait_for(lambda p: unlocks(p, topic) == [X]), "X unlocks before the revocation"
 
-    publish(broker, enroll_topic(site, X), tombstone_payload(X, 2))  # the daemon is not running
+    publish(broker, *revocation(site, X, 2))  # the daemon is not running
     service = run_until_end(cfg, encoder)
     assert service.gallery.get(X).deleted
     time.sleep(0.5)
@@ -103,7 +104,7 @@ def test_with_the_broker_down_the_stored_gallery_unlocks_and_the_event_follows(
     cfg = service_config(tmp_path, broker)
     site = cfg.device.site
     topic = event_topic(site, "door1")
-    publish(broker, enroll_topic(site, X), enrollment(encoder, face_fixtures, X))
+    publish(broker, *enrollment(site, encoder, face_fixtures, X))
     # The consumer's persistent session: the broker keeps its QoS 1 messages while it is away.
     consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
     run_until_end(cfg, encoder)  # first boot: syncs X into the stored gallery
@@ -196,6 +197,8 @@ def test_cli_under_systemd_notify_and_graceful_sigterm(tmp_path, broker, encoder
         host = "{broker.host}"
         port = {broker.port}
         health_interval_s = 0.5
+        [enrollment]
+        public_key = "{write_public_key(tmp_path / 'keys')}"
     """.replace("\n        ", "\n"))
     notify_path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -15,10 +15,11 @@ from pathlib import Path
 from daemon.events import unlock_event
 from daemon.events.mqtt import MqttEventSink
 from daemon.events.outbox import Outbox
-from daemon.sync import person_record_payload, tombstone_payload
+from daemon.sync.broker import BrokerSettings
 from daemon.sync.link import MqttLink
 from daemon.sync.topics import enroll_topic, event_topic, status_topic
-from daemon_helpers import Probe, free_port, publish, unit_vectors
+from daemon_helpers import (TEST_TRUST, Probe, enrollment, free_port, publish, revocation, signed,
+                            unit_vectors)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,9 +28,10 @@ def new_site() -> str:
     return f"s{uuid.uuid4().hex[:10]}"
 
 
-def make_link(broker, site, device="door1") -> MqttLink:
-    return MqttLink(host=broker.host, port=broker.port, site=site, device_id=device, embedding_size=128,
-                    keepalive_s=5, reconnect_min_s=1, reconnect_max_s=1)
+def make_link(broker, site, device="door1", model_id="m1") -> MqttLink:
+    return MqttLink(broker=BrokerSettings(broker.host, broker.port), site=site, device_id=device,
+                    model_id=model_id, embedding_size=128, trust=TEST_TRUST, keepalive_s=5,
+                    reconnect_min_s=1, reconnect_max_s=1)
 
 
 def wait(predicate, timeout=10.0) -> bool:
@@ -70,9 +72,11 @@ def test_last_will_marks_a_crashed_device_offline(broker):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
+        from daemon.sync.broker import BrokerSettings
         from daemon.sync.link import MqttLink
-        link = MqttLink(host={broker.host!r}, port={broker.port}, site={site!r}, device_id="door1",
-                        embedding_size=128, keepalive_s=5)
+        from daemon.sync.signing import Trust
+        link = MqttLink(broker=BrokerSettings({broker.host!r}, {broker.port}), site={site!r}, device_id="door1",
+                        model_id="m1", embedding_size=128, trust=Trust(), keepalive_s=5)
         link.start()
         while not link.connected:
             time.sleep(0.05)
@@ -93,26 +97,26 @@ def test_last_will_marks_a_crashed_device_offline(broker):
 
 def test_retained_enrollments_reach_a_device_that_connects_later(broker):
     site = new_site()
-    publish(broker, enroll_topic(site, "alice"), person_record_payload("alice", "Alice", unit_vectors(2), "m1", 5))
-    publish(broker, enroll_topic(site, "bob"), person_record_payload("bob", "Bob", unit_vectors(1), "m1", 1))
-    publish(broker, enroll_topic(site, "bob"), tombstone_payload("bob", 2))  # replaces bob's retained record
-    publish(broker, enroll_topic(site, "eve"), b'{"person_id": "eve", "version": ')
-    publish(broker, enroll_topic(new_site(), "carol"), person_record_payload("carol", "C", unit_vectors(1), "m1", 1))
+    publish(broker, *enrollment(site, "alice", unit_vectors(2), version=5))
+    publish(broker, *enrollment(site, "bob", unit_vectors(1), version=1))
+    publish(broker, *revocation(site, "bob", 2))  # revokes bob on every model
+    publish(broker, *signed(enroll_topic(site, "m1", "eve"), b'{"person_id": "eve", "version": 1}'))
+    publish(broker, *enrollment(site, "frank", unit_vectors(1), model_id="m2"))  # another model: not ours
+    publish(broker, *enrollment(new_site(), "carol", unit_vectors(1)))
     link = make_link(broker, site)
     link.start()
     try:
         assert link.wait_for_sync(10)
         records = {r.person_id: r for r in link.take_records()}
-        assert set(records) == {"alice", "bob"}  # not eve (malformed), not carol (another site)
+        assert set(records) == {"alice", "bob"}  # not eve (malformed), frank (model m2), carol (another site)
         assert records["alice"].version == 5 and len(records["alice"].encodings) == 2
         assert records["bob"].deleted and records["bob"].version == 2
-        assert link.rejected_counts() == {"bad_json": 1}
-        # A malformed message later does not break the subscription.
-        publish(broker, enroll_topic(site, "mallory"), b"\xff" * 10, retain=False)
-        publish(broker, enroll_topic(site, "dave"), person_record_payload("dave", "D", unit_vectors(1), "m1", 1),
-                retain=False)
+        assert link.rejected_counts() == {"bad_field": 1}
+        # A malformed or unsigned message later does not break the subscription.
+        publish(broker, enroll_topic(site, "m1", "mallory"), b"\xff" * 10, retain=False)
+        publish(broker, *enrollment(site, "dave", unit_vectors(1)), retain=False)
         assert wait(lambda: any(r.person_id == "dave" for r in link.take_records()))
-        assert link.rejected_counts() == {"bad_json": 2}
+        assert link.rejected_counts() == {"bad_field": 1, "unsigned": 1}
     finally:
         link.stop()
 

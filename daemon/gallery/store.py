@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def replaces(new: PersonRecord, old: PersonRecord) -> bool:
+    """Whether ``new`` may replace the stored ``old`` record of the same person.
+
+    Newer versions win. One exception: an enrolled (not revoked) record of one model never
+    blocks a record of another model. A device syncs only the records of the model it runs,
+    so after a model upgrade the old model's record must give way to the new model's one,
+    even when the server made that one earlier. A tombstone is never overridden this way.
+    """
+    if new.version > old.version:
+        return True
+    return not old.deleted and not new.deleted and new.model_id != old.model_id
+
+
 class GalleryError(RuntimeError):
     """The gallery file cannot be opened or written."""
 
@@ -105,18 +118,19 @@ class Gallery:
                  sum(r.deleted for r in self._records.values()))
 
     def apply(self, record: PersonRecord) -> bool:
-        """Store a record if it is strictly newer than what we have; True if it was applied."""
+        """Store a record if it is strictly newer than what we have (see replaces); True if applied."""
         current = self._records.get(record.person_id)
-        if current is not None and record.version <= current.version:
+        if current is not None and not replaces(record, current):
             return False
         encodings = np.ascontiguousarray(record.encodings, dtype="<f4")
         count, dim = (encodings.shape if encodings.ndim == 2 else (0, 0))
         try:
             self._db.execute("BEGIN IMMEDIATE")
             # Re-check inside the transaction: another process may share the file.
-            stored = self._db.execute("SELECT version FROM persons WHERE person_id = ?",
+            stored = self._db.execute("SELECT version, deleted, model_id FROM persons WHERE person_id = ?",
                                       (record.person_id,)).fetchone()
-            if stored is not None and record.version <= stored[0]:
+            if stored is not None and not replaces(record, PersonRecord(
+                    person_id=record.person_id, version=stored[0], deleted=bool(stored[1]), model_id=stored[2])):
                 self._db.execute("ROLLBACK")
                 return False
             self._db.execute(

@@ -22,7 +22,9 @@ from paho.mqtt.properties import Properties
 
 from daemon.gallery.record import PersonRecord
 from daemon.sync import topics
-from daemon.sync.records import RecordError, parse_enrollment
+from daemon.sync.broker import BrokerSettings
+from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, parse_enrollment
+from daemon.sync.signing import Trust
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +35,28 @@ OFFLINE = b"offline"
 class MqttLink:
     """Connects in the background and keeps reconnecting (with backoff) until stop()."""
 
-    def __init__(self, *, host: str, port: int, site: str, device_id: str, embedding_size: int,
-                 username: str = "", password: str = "", keepalive_s: int = 30,
-                 reconnect_min_s: int = 1, reconnect_max_s: int = 30, max_queued: int = 1000):
-        self.host, self.port = host, port
-        self.site, self.device_id = site, device_id
+    def __init__(self, *, broker: BrokerSettings, site: str, device_id: str, model_id: str,
+                 embedding_size: int, trust: Trust, keepalive_s: int = 30, reconnect_min_s: int = 1,
+                 reconnect_max_s: int = 30, max_queued: int = 1000):
+        if not topics.valid_model_id(model_id):
+            raise ValueError(f"model id {model_id!r} cannot be an MQTT topic level "
+                             "(1-128 letters, digits, '_', '.', '-')")
+        self.broker = broker
+        self.host, self.port = broker.host, broker.port
+        self.site, self.device_id, self.model_id = site, device_id, model_id
         self.embedding_size = embedding_size
+        self.trust = trust
         self.keepalive_s = keepalive_s
         self.status_topic = topics.status_topic(site, device_id)
+        # Only this model's person records (another model's encodings are useless here and
+        # must not replace ours), and every tombstone.
+        self.filters = (topics.enroll_filter(site, model_id), topics.revoke_filter(site))
         self.connected = False
         self.connect_count = 0               # successful connections so far (the main thread watches it)
         self.last_error: str | None = None
-        self.subscribed = threading.Event()  # set once the enrollment subscription is acknowledged
+        self.subscribed = threading.Event()  # set once the enrollment subscriptions are acknowledged
         self.last_record_at = 0.0            # time.monotonic() of the last enrollment message
-        self.rejected: Counter[str] = Counter()  # reason code -> malformed enrollment messages
+        self.rejected: Counter[str] = Counter()  # reason code -> refused enrollment messages
         self._records: queue.SimpleQueue[PersonRecord] = queue.SimpleQueue()
         self._acks: deque[int] = deque()     # mids the broker acknowledged
         self._lock = threading.Lock()        # guards `rejected` only
@@ -59,8 +69,7 @@ class MqttLink:
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         # QoS 1 messages published while disconnected wait here and go out on reconnect.
         client.max_queued_messages_set(max_queued)
-        if username:
-            client.username_pw_set(username, password or None)
+        broker.configure(client)  # credentials and TLS
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -134,29 +143,32 @@ class MqttLink:
     # ---- paho callbacks (network thread): validate and queue, never raise ----
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.last_error = f"broker {self.host}:{self.port} refused the connection: {reason_code}"
+            self.last_error = f"broker {self.broker.describe()} refused the connection: {reason_code}"
             log.error("%s", self.last_error)
             return
-        log.info("connected to MQTT broker %s:%d", self.host, self.port)
+        log.info("connected to MQTT broker %s", self.broker.describe())
         self.connected = True
         self.connect_count += 1
         # Subscribing here (not once after connect) re-subscribes after every reconnect.
-        client.subscribe(topics.enroll_filter(self.site), qos=1)
+        client.subscribe([(f, 1) for f in self.filters])
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self.last_error = f"cannot reach MQTT broker {self.host}:{self.port}"
+        tls = (" (or the TLS handshake failed: check mqtt.tls_ca_file, the client certificate and the "
+               "broker's host name)") if self.broker.tls else ""
+        self.last_error = f"cannot reach MQTT broker {self.broker.describe()}{tls}"
         log.warning("%s; retrying", self.last_error)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False
         if not self._stopping:
-            self.last_error = f"disconnected from MQTT broker {self.host}:{self.port}: {reason_code}"
+            self.last_error = f"disconnected from MQTT broker {self.broker.describe()}: {reason_code}"
             log.warning("%s; reconnecting", self.last_error)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
-            self.last_error = f"broker refused the enrollment subscription: {reason_codes}"
+            self.last_error = (f"broker refused the enrollment subscriptions {', '.join(self.filters)}: "
+                               f"{reason_codes} (check the broker's ACL for this device)")
             log.error("%s", self.last_error)
             return
         self.last_record_at = time.monotonic()
@@ -170,15 +182,32 @@ class MqttLink:
     def _on_message(self, client, userdata, message) -> None:
         self.last_record_at = time.monotonic()
         try:
-            record = parse_enrollment(message.topic, message.payload, self.site, self.embedding_size)
-        except RecordError as exc:
-            with self._lock:
-                self.rejected[exc.reason] += 1
-            log.warning("ignored enrollment message: %s", exc)
-            return
+            try:
+                topic = message.topic  # paho decodes the UTF-8 here
+            except UnicodeDecodeError:
+                self._reject(BAD_TOPIC, "topic is not UTF-8")
+                return
+            record = self.handle(topic, message.payload)
         except Exception:  # a bug must not kill paho's thread and with it all syncing
             with self._lock:
                 self.rejected["internal_error"] += 1
             log.exception("enrollment message could not be handled")
             return
-        self._records.put(record)
+        if record is not None:
+            self._records.put(record)
+
+    def handle(self, topic: str, payload: bytes) -> PersonRecord | None:
+        """Validate one enrollment message: the record, or None (logged and counted)."""
+        try:
+            return parse_enrollment(topic, payload, self.site, self.embedding_size, trust=self.trust)
+        except RecordError as exc:
+            if exc.reason == EMPTY:  # `facegate remove` clears old records after the tombstone
+                log.info("enrollment topic cleared: %s", topic[:200])
+            else:
+                self._reject(exc.reason, str(exc))
+            return None
+
+    def _reject(self, reason: str, message: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+        log.warning("ignored enrollment message: %s", message)

@@ -1,30 +1,36 @@
 """Strict validation of enrollment messages: bytes from the broker -> PersonRecord.
 
 Anyone who can publish to the broker can send anything, so nothing here trusts the
-payload: size is capped before parsing, the JSON shape is exact (unknown or duplicate
-keys are refused), every field is type- and range-checked, and a message whose topic
-and body disagree is refused. The one entry point, :func:`parse_enrollment`, is pure;
-signature checking (a ``sig`` field) will slot in here.
+payload, and the checks run cheapest first: the topic, the size (before anything is
+parsed), the Ed25519 signature over topic and body (before the JSON is parsed), then
+the exact JSON shape (unknown or duplicate keys are refused) and every field's type
+and range. A message whose topic and body disagree is refused. The one entry point,
+:func:`parse_enrollment`, is pure.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
-from daemon.gallery.record import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord, valid_person_id
-from daemon.sync.topics import ROOT
+from daemon.gallery.record import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord
+from daemon.sync import topics
+from daemon.sync.signing import SignatureError, Trust
 
-SCHEMA = 1
+SCHEMA = 2                        # 2: signed, person records keyed by model (1 was unsigned, one topic per person)
 MAX_VERSION = 2**63 - 1           # SQLite INTEGER
 MAX_MODEL_ID_CHARS = 128
+MAX_EMBEDDING_SIZE = 1024         # when the embedding size is not known (`facegate list`)
 NORM_TOLERANCE = 0.02             # encodings must be unit vectors (the publisher normalises)
-UPSERT_KEYS = {"schema", "person_id", "version", "updated_at", "name", "model_id", "encodings", "deleted"}
+MAX_TIMESTAMP_CHARS = 40
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc).timestamp()
+UPSERT_KEYS = {"schema", "person_id", "version", "updated_at", "name", "model_id", "encodings"}
 TOMBSTONE_KEYS = {"schema", "person_id", "version", "updated_at", "deleted"}
 
-# Reason codes (health-record keys).
+# Reason codes (health-record keys), besides signing.UNSIGNED / UNKNOWN_KEY / BAD_SIGNATURE.
 EMPTY = "empty"            # zero-length retained message: a cleared topic, not a revocation
 TOO_LARGE = "too_large"
 BAD_TOPIC = "bad_topic"
@@ -41,9 +47,9 @@ class RecordError(ValueError):
         self.reason = reason
 
 
-def max_payload_bytes(embedding_size: int) -> int:
+def max_payload_bytes(embedding_size: int | None) -> int:
     """Generous cap: MAX_ENCODINGS x D numbers of up to 26 characters each, plus the rest."""
-    return 4096 + MAX_ENCODINGS * embedding_size * 26
+    return 4096 + MAX_ENCODINGS * (embedding_size or MAX_EMBEDDING_SIZE) * 26
 
 
 def _reject_constant(name: str):
@@ -61,15 +67,13 @@ def _field_error(message: str) -> RecordError:
     return RecordError(BAD_FIELD, message)
 
 
-def _person_id_from_topic(topic: str, expected_site: str) -> str:
-    parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != ROOT or parts[2] != "enroll":
-        raise RecordError(BAD_TOPIC, f"not an enrollment topic: {topic[:200]!r}")
-    if parts[1] != expected_site:
-        raise RecordError(WRONG_SITE, f"record for site {parts[1][:64]!r}, this device is in {expected_site!r}")
-    if not valid_person_id(parts[3]):
-        raise RecordError(BAD_TOPIC, f"invalid person id in topic {topic[:200]!r}")
-    return parts[3]
+def _sync_topic(topic: str, expected_site: str) -> topics.SyncTopic:
+    parsed = topics.parse_sync_topic(topic)
+    if parsed is None:
+        raise RecordError(BAD_TOPIC, f"not an enroll or revoke topic: {topic[:200]!r}")
+    if parsed.site != expected_site:
+        raise RecordError(WRONG_SITE, f"record for site {parsed.site!r}, this device is in {expected_site!r}")
+    return parsed
 
 
 def _int_field(body: dict, key: str, low: int, high: int) -> int:
@@ -80,7 +84,7 @@ def _int_field(body: dict, key: str, low: int, high: int) -> int:
 
 
 def _timestamp(value) -> float:
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_CHARS:
         raise _field_error("updated_at must be an ISO 8601 string such as '2025-01-31T12:00:00Z'")
     try:
         when = datetime.fromisoformat(value)
@@ -88,7 +92,13 @@ def _timestamp(value) -> float:
         raise _field_error(f"updated_at is not ISO 8601: {value!r}") from exc
     if when.tzinfo is None:
         raise _field_error(f"updated_at needs a timezone (e.g. 'Z'): {value!r}")
-    return when.timestamp()
+    try:
+        epoch = when.timestamp()
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _field_error(f"updated_at is out of range: {value!r}") from exc
+    if not EARLIEST <= epoch < LATEST:
+        raise _field_error(f"updated_at must be between the years 2000 and 2200: {value!r}")
+    return epoch
 
 
 def _text_field(body: dict, key: str, max_chars: int) -> str:
@@ -100,13 +110,17 @@ def _text_field(body: dict, key: str, max_chars: int) -> str:
     return value
 
 
-def _encodings(value, embedding_size: int) -> np.ndarray:
+def _encodings(value, embedding_size: int | None) -> np.ndarray:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_ENCODINGS:
         raise _field_error(f"encodings must be a list of 1 to {MAX_ENCODINGS} vectors")
+    size = embedding_size
+    if size is None:  # any size, as long as every vector has it
+        first = value[0]
+        size = len(first) if isinstance(first, list) and 1 <= len(first) <= MAX_EMBEDDING_SIZE else -1
     for i, row in enumerate(value):
-        if not isinstance(row, list) or len(row) != embedding_size:
-            raise _field_error(f"encodings[{i}] must be a list of {embedding_size} numbers "
-                               f"(the loaded model's embedding size)")
+        if not isinstance(row, list) or len(row) != size:
+            raise _field_error(f"encodings[{i}] must be a list of {embedding_size or 'equally many'} numbers"
+                               + (" (the loaded model's embedding size)" if embedding_size else ""))
         if not all(type(v) in (int, float) for v in row):
             raise _field_error(f"encodings[{i}] holds a non-number")
     try:
@@ -115,54 +129,64 @@ def _encodings(value, embedding_size: int) -> np.ndarray:
         raise _field_error("encodings hold a non-finite value") from None
     if not np.isfinite(matrix).all():
         raise _field_error("encodings hold a non-finite value")
+    if np.abs(matrix).max() > 1.0 + NORM_TOLERANCE:  # no unit vector has such a component (and 1e308**2 overflows)
+        raise _field_error("encodings must be unit vectors")
     norms = np.linalg.norm(matrix, axis=1)
     if np.any(np.abs(norms - 1.0) > NORM_TOLERANCE):
         raise _field_error("encodings must be unit vectors")
     return np.ascontiguousarray(matrix / norms[:, None], np.float32)
 
 
-def parse_enrollment(topic: str, payload: bytes, expected_site: str, embedding_size: int) -> PersonRecord:
-    """Validate one enrollment message; return the record or raise RecordError."""
-    person_id = _person_id_from_topic(topic, expected_site)
+def parse_enrollment(topic: str, payload: bytes, expected_site: str, embedding_size: int | None, *,
+                     trust: Trust) -> PersonRecord:
+    """Validate one enrollment message; return the record (a tombstone for a revoke
+    topic) or raise RecordError. ``embedding_size`` None accepts any consistent size."""
+    where = _sync_topic(topic, expected_site)
     if len(payload) == 0:
         raise RecordError(EMPTY, f"{topic}: empty payload (a cleared retained message); "
                                  "revocation needs a tombstone, nothing changed")
-    if len(payload) > max_payload_bytes(embedding_size):
-        raise RecordError(TOO_LARGE, f"{topic}: {len(payload)} bytes is over the "
-                                     f"{max_payload_bytes(embedding_size)} byte limit")
+    limit = max_payload_bytes(embedding_size)
+    if len(payload) > limit:
+        raise RecordError(TOO_LARGE, f"{topic}: {len(payload)} bytes is over the {limit} byte limit")
     try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant,
+        body_bytes = trust.body_of(topic, payload)
+    except SignatureError as exc:
+        raise RecordError(exc.reason, f"{topic}: {exc}") from None
+    try:
+        body = json.loads(body_bytes.decode("utf-8"), parse_constant=_reject_constant,
                           object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RecordError(BAD_JSON, f"{topic}: not valid JSON ({str(exc)[:120]})") from exc
     if not isinstance(body, dict):
         raise RecordError(BAD_JSON, f"{topic}: payload must be a JSON object")
     try:
-        return _record(body, person_id, embedding_size)
+        return _record(body, where, embedding_size)
     except RecordError as exc:
         raise RecordError(exc.reason, f"{topic}: {exc}") from None
 
 
-def _record(body: dict, person_id: str, embedding_size: int) -> PersonRecord:
-    deleted = body.get("deleted", False)
-    if not isinstance(deleted, bool):
-        raise _field_error("deleted must be true or false")
-    allowed = TOMBSTONE_KEYS if deleted else UPSERT_KEYS
+def _record(body: dict, where: topics.SyncTopic, embedding_size: int | None) -> PersonRecord:
+    tombstone = where.kind == topics.REVOKE
+    allowed = TOMBSTONE_KEYS if tombstone else UPSERT_KEYS
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise _field_error(f"unexpected field(s) {', '.join(repr(k[:40]) for k in unknown[:5])}")
-    missing = sorted((allowed - {"deleted"}) - set(body))
+        kind = "a tombstone (revoke topic)" if tombstone else "a person record (enroll topic)"
+        raise _field_error(f"unexpected field(s) for {kind}: {', '.join(repr(k[:40]) for k in unknown[:5])}")
+    missing = sorted(allowed - set(body))
     if missing:
         raise _field_error(f"missing field(s) {', '.join(missing)}")
     _int_field(body, "schema", SCHEMA, SCHEMA)
-    if body["person_id"] != person_id:
+    if body["person_id"] != where.person_id:
         raise _field_error(f"person_id {str(body['person_id'])[:70]!r} does not match the topic")
     version = _int_field(body, "version", 1, MAX_VERSION)
     updated_at = _timestamp(body["updated_at"])
-    if deleted:
-        return PersonRecord.tombstone(person_id, version, updated_at)
+    if tombstone:
+        if body["deleted"] is not True:
+            raise _field_error("deleted must be true in a tombstone")
+        return PersonRecord.tombstone(where.person_id, version, updated_at)
     name = _text_field(body, "name", MAX_NAME_CHARS)
     model_id = _text_field(body, "model_id", MAX_MODEL_ID_CHARS)
-    return PersonRecord(person_id=person_id, version=version, model_id=model_id, name=name,
+    if model_id != where.model_id:
+        raise _field_error(f"model_id {model_id[:70]!r} does not match the topic")
+    return PersonRecord(person_id=where.person_id, version=version, model_id=model_id, name=name,
                         encodings=_encodings(body["encodings"], embedding_size), updated_at=updated_at)
-

@@ -1,0 +1,51 @@
+"""How to reach the broker: address, credentials and TLS, shared by the device's link
+and the enrollment tool. Secrets stay out of logs: ``describe()`` and ``repr`` never
+show the password."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str
+    port: int = 1883
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    ca_file: str = ""      # CA that signed the broker's certificate; empty = the system's CAs
+    cert_file: str = ""    # client certificate (brokers with require_certificate)
+    key_file: str = ""
+
+    @classmethod
+    def from_config(cls, m) -> "BrokerSettings":
+        """From a daemon.config.MqttConfig."""
+        return cls(host=m.host, port=m.port, username=m.username, password=m.password, tls=m.tls,
+                   ca_file=m.tls_ca_file, cert_file=m.tls_cert_file, key_file=m.tls_key_file)
+
+    def describe(self) -> str:
+        """'mqtts://host:port as user' for log lines (no password)."""
+        who = f" as {self.username}" if self.username else ""
+        cert = " with a client certificate" if self.cert_file else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}{who}{cert}"
+
+    def configure(self, client: mqtt.Client) -> None:
+        """Apply credentials and TLS to a paho client (before connecting)."""
+        if self.username:
+            client.username_pw_set(self.username, self.password or None)
+        if self.tls:
+            client.tls_set_context(tls_context(self.ca_file, self.cert_file, self.key_file))
+
+
+def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """A client TLS context: TLS 1.2 or newer, the broker's certificate and host name
+    verified against ``ca_file`` (or the system's CAs), and our certificate if given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file or None)
+    return context
