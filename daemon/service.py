@@ -139,7 +139,10 @@ class Service:
         log.info("ready in %.2f s: model %s, %d person(s) in the gallery", self.ready_after_s,
                  self.model_id, len(self.gallery))
         self.source = ResilientSource(self._raw_source or self._build_source(), initial_backoff=0.5,
-                                      max_backoff=cfg.source.retry_max_s, heartbeat=self._watchdog)
+                                      max_backoff=cfg.source.retry_max_s,
+                                      # keeps syncing (revocations!), health and the watchdog
+                                      # going while a dead camera is retried
+                                      heartbeat=self._housekeeping)
         self.source.open()
         if self.link is not None and cfg.mqtt.sync_wait_s > 0:
             if not self.link.wait_for_sync(cfg.mqtt.sync_wait_s, poll=self._poll_link):

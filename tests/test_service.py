@@ -135,6 +135,31 @@ def test_a_camera_that_fails_and_recovers_is_reopened_and_reported(tmp_path, peo
     assert health["reopen_count"] == 3 and health["last_error"] == "stream dropped" and health["healthy"]
 
 
+class DeadCamera(ListSource):
+    """A camera that never opens (unplugged for good)."""
+
+    def open(self):
+        raise SourceError("camera unplugged")
+
+
+def test_enrollments_and_revocations_still_sync_while_the_camera_is_down(tmp_path, broker, face_fixtures):
+    """The gallery must follow the server even when no frame arrives: a revocation that
+    waited for the camera would be applied too late."""
+    cfg = service_config(tmp_path, broker, mqtt={"sync_wait_s": 0.0})
+    site = cfg.device.site
+    encoder = PixelEncoder()
+    encodings = np.stack([embed_image(p, encoder).embedding for p in person_photos(face_fixtures, X)[:2]])
+    running = ServiceThread(Service(cfg, encoder=encoder, source=DeadCamera([])))
+    try:
+        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1))
+        assert running.wait_until(lambda s: s.matcher.index.person_ids == (X,))
+        publish(broker, *revocation(site, X, 2))
+        assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
+        assert not running.service.health()["source"]["healthy"]
+    finally:
+        running.stop()
+
+
 def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, face_fixtures):
     """Live over MQTT: a person enrolled by the server unlocks; a malformed message changes
     nothing; after the tombstone the same person no longer unlocks."""
