@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 log = logging.getLogger("model_build")
 DEFAULT_CACHE = "cache"
 
@@ -159,7 +160,7 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out) if args.out else None
     if out:
         write_evaluation_report(ev, out, f"facegate encoder {Path(args.model).name}")
-    summary = {"model": str(args.model), "data": str(args.data), "pairs": args.pairs, **ev.summary}
+    summary = {"model": str(args.model), "data": str(args.data), "pairs_file": args.pairs, **ev.summary}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -253,7 +254,7 @@ def _brief(s: dict) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from model_build.losses import LOSS_NAMES
+    from model_build.loss_names import LOSS_NAMES
 
     parser = argparse.ArgumentParser(prog="model-build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return args.func(args)
 
 

@@ -78,7 +78,8 @@ def evaluate(embed: EmbedFn, data: FaceDataset, protocol: PairsProtocol | None,
         ps = np.array([p.same for p in pairs])
         fold_ids = np.array([p.fold for p in pairs])
         missing = {q for pair in pairs for q in (pair.path_a, pair.path_b)} - set(position)
-        summary["pairs"] = verification_summary(pd, ps, fold_ids, fars=fars,
+        # fold numbers are 1-based in reports, as in LFW's documentation
+        summary["pairs"] = verification_summary(pd, ps, fold_ids + 1, fars=fars,
                                                 n_images=len(position) + len(missing),
                                                 n_failed_images=len(missing))
         summary["pairs"]["folds"] = [int(f) + 1 for f in folds]  # 1-based like LFW's docs

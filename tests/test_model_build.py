@@ -138,3 +138,26 @@ def test_flip_averaged_embedding_ignores_mirroring(tiny_run):
     assert encoder.info.flip_average
     crop = face_crops(load_image(next(FACES.glob("*/*.jpg"))), encoder=encoder)[0].crop
     np.testing.assert_allclose(encoder.embed(crop), encoder.embed(crop[:, ::-1]), atol=1e-6)
+
+
+def test_evaluate_reports_lfw_protocol_and_writes_report(tiny_run, tmp_path, capsys):
+    _, out, cache = tiny_run
+    people = sorted(p.name for p in FACES.iterdir() if p.is_dir())
+    a, b = people[:2]
+    lines = ["2\t2"]
+    for fold in range(2):
+        lines += [f"{a}\t{1 + fold}\t{3 + fold}", f"{b}\t{1 + fold}\t{3 + fold}",
+                  f"{a}\t{1 + fold}\t{b}\t{2 + fold}", f"{a}\t{5}\t{b}\t{5 - fold}"]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "report"
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "evaluate", "--model",
+                             str(out / "encoder.tflite"), "--data", str(FACES), "--pairs", str(pairs),
+                             "--out", str(report), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pairs"]["n_pairs"] == 8 and summary["pairs"]["folds"] == [1, 2]
+    assert 0.0 <= summary["pairs"]["accuracy"]["accuracy_mean"] <= 1.0
+    assert [row["far"] for row in summary["all_vs_all"]["tar_at_far"]] == [1e-2, 1e-3, 1e-4]
+    assert summary["calibration"]["target_far"] == 1e-3
+    for name in ("report.md", "report.json", "roc.png", "distances.png"):
+        assert (report / name).stat().st_size > 0

@@ -40,7 +40,9 @@ _FACTORIES = {
     "binary-head-chi2": lambda **kw: BinaryPairLoss(chi_squared=True, **kw),
 }
 
-LOSS_NAMES = tuple(_FACTORIES)
+from model_build.loss_names import LOSS_NAMES  # noqa: E402
+
+assert set(LOSS_NAMES) == set(_FACTORIES), "keep model_build/loss_names.py in step with the factories"
 
 
 def get_loss(name: str, **kwargs):
