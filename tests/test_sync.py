@@ -121,6 +121,22 @@ def test_retained_enrollments_reach_a_device_that_connects_later(broker):
         link.stop()
 
 
+def test_oversized_messages_are_never_delivered_to_the_device(broker):
+    """The device announces an MQTT 5 maximum packet size, so the broker drops an oversized
+    payload instead of handing it to the parser; the link stays up for valid records."""
+    site = new_site()
+    link = make_link(broker, site)
+    link.start()
+    try:
+        assert link.wait_for_sync(10)
+        publish(broker, enroll_topic(site, "m1", "huge"), b"[" * 2_000_000, retain=False)
+        publish(broker, *enrollment(site, "dave", unit_vectors(1)), retain=False)
+        assert wait(lambda: any(r.person_id == "dave" for r in link.take_records()))
+        assert link.rejected_counts() == {} and link.connected
+    finally:
+        link.stop()
+
+
 def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns(broker, tmp_path):
     """paho keeps QoS 1 messages queued while disconnected and sends them on reconnect."""
     site = new_site()

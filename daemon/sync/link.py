@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from daemon.gallery.record import PersonRecord
 from daemon.sync import topics
 from daemon.sync.broker import BrokerSettings
-from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, parse_enrollment
+from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
 from daemon.sync.signing import Trust
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ class MqttLink:
     # ---- lifecycle (main thread) ----
     def start(self) -> None:
         """Connect in the background; returns at once even if the broker is down."""
-        self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
+        # MQTT 5: the broker must not send us packets larger than the biggest valid record,
+        # so an oversized payload is dropped before it reaches this process at all.
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = max_payload_bytes(self.embedding_size) + 4096
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s, properties=connect)
         self._client.loop_start()
 
     def stop(self, timeout: float = 3.0) -> None:
