@@ -156,7 +156,8 @@ def cmd_evaluate(args) -> int:
 
     embed, size = _embed_fn(Path(args.model), _flip_average_of(Path(args.model)))
     data = align_folder(args.data, size, args.cache_dir, not args.no_progress)
-    ev = evaluate(embed, data, _protocol(args.pairs), args.folds, target_far=args.target_far)
+    ev = evaluate(embed, data, _protocol(args.pairs), args.folds, target_far=args.target_far,
+                  progress=not args.no_progress)
     out = Path(args.out) if args.out else None
     if out:
         write_evaluation_report(ev, out, f"facegate encoder {Path(args.model).name}")
@@ -199,7 +200,7 @@ def cmd_export(args) -> int:
     excluded = people_in_folds(protocol, holdout) if holdout else set()
     train_data = load_training_set(run["data"], size, run["cache_dir"], exclude=excluded,
                                    progress=not args.no_progress)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)  # which crops calibrate and check the int8 model
     representative = train_data.crops[rng.choice(len(train_data), min(500, len(train_data)), replace=False)]
     if holdout:
         eval_data = align_folder(_root_for_pairs(run, protocol), size, run["cache_dir"], not args.no_progress)
@@ -226,7 +227,8 @@ def cmd_export(args) -> int:
             if path is None:
                 continue
             embed, _ = _embed_fn(path, meta["embedding"]["flip_average"])
-            ev = evaluate(embed, eval_data, protocol, holdout, target_far=args.target_far)
+            ev = evaluate(embed, eval_data, protocol, holdout, target_far=args.target_far,
+                          progress=not args.no_progress)
             evaluations[kind] = ev.summary
             write_evaluation_report(ev, out / "report" / kind, f"facegate {kind} encoder, held-out folds")
         int8 = evaluations["int8"]
@@ -300,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--target-far", type=float, default=1e-3)
     x.add_argument("--no-float", action="store_true", help="skip the float model")
+    x.add_argument("--seed", type=int, default=0, help="picks the representative and check crops")
     x.add_argument("--no-flip-average", action="store_true",
                    help="embed crops once instead of averaging with the mirror image")
     x.set_defaults(func=cmd_export)

@@ -47,8 +47,17 @@ def _subset(data: FaceDataset, people: set[str]) -> tuple[np.ndarray, np.ndarray
     return np.flatnonzero(wanted), data.labels[wanted]
 
 
+def _embed_in_chunks(embed: EmbedFn, crops: np.ndarray, progress: bool, chunk: int = 256) -> np.ndarray:
+    parts = range(0, len(crops), chunk)
+    if progress:
+        from tqdm import tqdm
+        parts = tqdm(parts, desc="embedding", unit="chunk", mininterval=2.0)
+    return np.concatenate([embed(crops[i:i + chunk]) for i in parts])
+
+
 def evaluate(embed: EmbedFn, data: FaceDataset, protocol: PairsProtocol | None,
-             folds: list[int] | None = None, fars=REPORT_FARS, target_far: float = 1e-3) -> Evaluation:
+             folds: list[int] | None = None, fars=REPORT_FARS, target_far: float = 1e-3,
+             progress: bool = False) -> Evaluation:
     """Score an embedding function on the aligned images of a dataset.
 
     data holds every image of the set (align_folder); protocol, when given,
@@ -64,7 +73,7 @@ def evaluate(embed: EmbedFn, data: FaceDataset, protocol: PairsProtocol | None,
     index, labels = _subset(data, people)
     if len(index) < 2:
         raise ValueError("no evaluation images: none of the protocol's people were found in the dataset")
-    emb = embed(data.crops[index])
+    emb = _embed_in_chunks(embed, data.crops[index], progress)
     position = {data.paths[i]: k for k, i in enumerate(index)}
     summary: dict = {"n_images": int(len(index)), "n_people": len(set(labels.tolist()))}
 
