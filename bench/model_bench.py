@@ -13,7 +13,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -22,14 +21,13 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.compare.systems import float_model_path, load_float_encoder  # noqa: E402
 from bench.machine import cpu_model  # noqa: E402
 
 from daemon.embeddings import DEFAULT_MODEL, load_encoder  # noqa: E402
-from daemon.embeddings.litert import LiteRtEncoder  # noqa: E402
 from daemon.faces.align import align_face, to_gray  # noqa: E402
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector  # noqa: E402
 from daemon.images import load_image  # noqa: E402
-from daemon.runtime import load_interpreter  # noqa: E402
 
 FACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "faces"
 
@@ -66,10 +64,9 @@ def run(model: Path, runs: int) -> dict:
         "detect_640x480": _timed(lambda: detector.detect(frame), runs),
         "align": _timed(lambda: align_face(to_gray(frame), face, encoder.info.input_size), runs),
     }
-    float_path = model.with_name("encoder_float.tflite")
+    float_path = float_model_path(model)
     if float_path.is_file():
-        info = dataclasses.replace(encoder.info, path=float_path)  # same flip averaging
-        float_encoder = LiteRtEncoder(load_interpreter(float_path, num_threads=1), info)
+        float_encoder = load_float_encoder(model)
         result["float_bytes"] = float_path.stat().st_size
         result["embed_float"] = _timed(lambda: float_encoder.embed(crop), runs)
     return result

@@ -53,7 +53,6 @@ def _holdout_monitor(run: dict, size: int, cache: str, progress: bool):
         return None
     from model_build.data.datasets import align_folder
     from model_build.evaluate import evaluate
-    from model_build.evaluators.pairs import people_in_folds
     from model_build.train import embed_crops
     protocol = _protocol(run["pairs"])
     root = _root_for_pairs(run, protocol)
@@ -65,7 +64,6 @@ def _holdout_monitor(run: dict, size: int, cache: str, progress: bool):
         return {"holdout_accuracy": round(s["pairs"]["accuracy"]["accuracy_mean"], 4),
                 "holdout_auc": round(s["pairs"]["auc"], 4),
                 "holdout_tar_at_far_1e-3": round(s["calibration"]["tar"], 4)}
-    assert people_in_folds  # imported for clarity of where held-out people come from
     return on_eval
 
 
@@ -136,14 +134,9 @@ def _embed_fn(model_path: Path, flip_average: bool = False):
     flip_average: also embed the mirrored crop and average, as the runtime does for
     models exported with it (Keras models are always scored plain)."""
     if model_path.suffix == ".tflite":
-        from daemon.embeddings.base import ModelInfo
-        from daemon.embeddings.litert import LiteRtEncoder
-        from daemon.runtime import load_interpreter
-        it = load_interpreter(model_path)
-        shape = it.get_input_details()[0]["shape"]
-        dim = it.get_output_details()[0]["shape"][-1]
-        enc = LiteRtEncoder(it, ModelInfo("eval", int(shape[1]), int(dim), 1.0, flip_average=flip_average))
-        return enc.embed, int(shape[1])
+        from daemon.embeddings.litert import open_encoder
+        encoder = open_encoder(model_path, flip_average=flip_average)
+        return encoder.embed, encoder.info.input_size
     from model_build.train import embed_crops, load_trained
     import keras
     model = load_trained(model_path) if model_path.is_dir() else keras.models.load_model(model_path)

@@ -15,12 +15,11 @@ import cv2
 import numpy as np
 
 from daemon.embeddings import load_encoder, load_model_info
-from daemon.embeddings.litert import LiteRtEncoder
+from daemon.embeddings.litert import LiteRtEncoder, open_encoder
 from daemon.faces.align import align_face, choose_face, prepare_face, to_gray
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
 from daemon.gallery.record import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
-from daemon.runtime import load_interpreter
 
 FACE_RECOGNITION = "face_recognition"
 
@@ -43,7 +42,7 @@ def load_float_encoder(int8_path: Path, num_threads: int = 1) -> LiteRtEncoder:
     """The float model run like the int8 one, described by the int8 model's metadata."""
     path = float_model_path(int8_path)
     info = dataclasses.replace(load_model_info(int8_path), path=path)
-    return LiteRtEncoder(load_interpreter(path, num_threads=num_threads), info)
+    return open_encoder(path, info, num_threads=num_threads)
 
 
 def random_unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:

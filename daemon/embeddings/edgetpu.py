@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.embeddings.base import load_model_info
-from daemon.embeddings.litert import LiteRtEncoder
-from daemon.runtime import load_edgetpu_delegate, load_interpreter
+from daemon.embeddings.litert import LiteRtEncoder, open_encoder
+from daemon.runtime import load_edgetpu_delegate
 
 
 def load(model_path: str | Path, num_threads: int = 1) -> LiteRtEncoder:
@@ -20,4 +20,4 @@ def load(model_path: str | Path, num_threads: int = 1) -> LiteRtEncoder:
     compiled = model_path.with_name(model_path.stem + "_edgetpu.tflite")
     delegate = load_edgetpu_delegate()
     path = compiled if compiled.is_file() else model_path
-    return LiteRtEncoder(load_interpreter(path, num_threads=num_threads, delegates=[delegate]), info)
+    return open_encoder(path, info, num_threads=num_threads, delegates=[delegate])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathlib import Path
+
 from daemon.embeddings.base import ModelInfo
 from daemon.faces.align import normalize_crop
-from daemon.runtime import ModelError
+from daemon.runtime import ModelError, load_interpreter
 
 
 class LiteRtEncoder:
@@ -57,3 +59,20 @@ class LiteRtEncoder:
         # int8 output rounding leaves norms near 1; renormalise so distances are exact.
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+
+def open_encoder(path: str | Path, info: ModelInfo | None = None, num_threads: int = 1,
+                 delegates=None, flip_average: bool = False) -> LiteRtEncoder:
+    """A LiteRtEncoder for a .tflite file.
+
+    Without ``info`` the sizes come from the model's own tensors, so a model that has no
+    model.json (yet) can be scored, e.g. while it is being exported.
+    """
+    interpreter = load_interpreter(path, num_threads=num_threads, delegates=delegates)
+    if info is None:
+        size = int(interpreter.get_input_details()[0]["shape"][1])
+        dim = int(interpreter.get_output_details()[0]["shape"][-1])
+        info = ModelInfo(model_id=f"unregistered:{Path(path).name}", input_size=size,
+                         embedding_size=dim, threshold=float("nan"), path=Path(path),
+                         flip_average=flip_average)
+    return LiteRtEncoder(interpreter, info)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras
-from daemon.embeddings.cpu import load as load_cpu_encoder
+from daemon.embeddings.litert import open_encoder
 from daemon.faces.align import PREPROCESSING_VERSION, normalize_crop
 
 EDGETPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED", "L2_NORMALIZATION",
@@ -104,13 +104,7 @@ def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: 
 def agreement(model: keras.Model, tflite_path: Path, crops: np.ndarray) -> dict:
     """Cosine between Keras float embeddings and LiteRT embeddings of the same crops."""
     # The runtime's own encoder class does the quantisation, so this checks what ships.
-    from daemon.embeddings.base import ModelInfo
-    from daemon.embeddings.litert import LiteRtEncoder
-    from daemon.runtime import load_interpreter
-    info = ModelInfo(model_id="check", input_size=int(model.input_shape[1]),
-                     embedding_size=int(model.output_shape[-1]), threshold=1.0)
-    encoder = LiteRtEncoder(load_interpreter(tflite_path), info)
-    lite = encoder.embed(crops)
+    lite = open_encoder(tflite_path).embed(crops)
     ref = model(normalize_crop(crops), training=False).numpy()
     cos = np.sum(lite * ref, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(lite, axis=1))
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()), "n": int(len(crops))}
@@ -153,7 +147,3 @@ def export(model: keras.Model, out_dir: str | Path, representative_crops: np.nda
                           f"{check['int8']['mean_cosine']:.4f} < {MIN_INT8_COSINE}")
     return meta
 
-
-def load_for_check(model_path: Path):
-    """The exported int8 encoder through the runtime's loader (needs model.json)."""
-    return load_cpu_encoder(model_path)
