@@ -1,30 +1,34 @@
-"""Face detection: BlazeFace (short range) run with LiteRT, decoded in numpy.
+"""Face detection: YuNet run with LiteRT, decoded in numpy.
 
-The model is MediaPipe's ``face_detection_short_range.tflite`` (Apache-2.0, shipped
-in the ``mediapipe`` wheel and copied into ``daemon/models``). It finds faces that
-fill roughly 10-75 % of the (letterboxed) frame, which suits a door camera at
-0.3-2 m, and it returns six landmarks per face that the aligner uses.
+YuNet (Wu, Feng, Yu, "YuNet: A Tiny Millisecond-level Face Detector", Machine
+Intelligence Research 2023; MIT, OpenCV model zoo ``face_detection_yunet_2023mar``)
+finds faces from about 10 px up and gives five landmarks per face: both eyes, the
+nose tip and both mouth corners, the points of the ArcFace alignment template.
 
-Reference: V. Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection
-on Mobile GPUs", CVPR Workshops 2019.
+OpenCV's ``cv2.FaceDetectorYN`` runs the same weights, but at 640x480 it takes about
+twice as long on one core as LiteRT's XNNPACK, so ``model-build convert-detector``
+rebuilds the ONNX graph in Keras and ships it as ``face_detector.tflite``. The
+decoding below follows OpenCV's ``FaceDetectorYN::postProcess`` and is tested
+against it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from daemon.runtime import load_interpreter
+from daemon.runtime import ModelError, load_interpreter
 
 DETECTOR_PATH = Path(__file__).resolve().parent.parent / "models" / "face_detector.tflite"
-INPUT_SIZE = 128
-# Landmark order produced by BlazeFace. "right"/"left" are the subject's own sides,
-# so the subject's right eye appears on the image's left.
-LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear", "left_ear")
+# Subject's own sides: the subject's right eye is on the image's left.
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth", "left_mouth")
+STRIDES = (8, 16, 32)
+# Larger images are shrunk for detection (landmarks are mapped back, and alignment
+# samples the full-resolution image). 640 keeps a 40 px face in a 1280-px photo at 20 px.
+MAX_DETECT_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Face:
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float
-    landmarks: np.ndarray  # (6, 2) x, y in LANDMARK_NAMES order
+    landmarks: np.ndarray  # (5, 2) x, y in LANDMARK_NAMES order
 
     @property
     def width(self) -> float:
@@ -42,6 +46,10 @@ class Face:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
 
     @property
     def eye_distance(self) -> float:
@@ -56,102 +64,100 @@ class Face:
         }
 
 
-@lru_cache(maxsize=1)
-def _anchors() -> np.ndarray:
-    """SSD anchor centres of the short-range model (896, 2), in [0, 1].
+def decode(outputs: dict[str, np.ndarray], min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet's per-stride maps -> (boxes x0,y0,x1,y1 (N,4), scores (N,), landmarks (N,5,2)).
 
-    MediaPipe's calculator options: 4 layers, strides (8, 16, 16, 16), fixed anchor
-    size, two anchors per layer and cell; layers with the same stride share a grid.
+    Anchor-free: every cell of the stride-s grid predicts a face centred at
+    (col + dx, row + dy) * s of size exp(dw, dh) * s, and landmarks at (col + kx, row + ky) * s.
     """
-    centres = []
-    for stride, per_cell in ((8, 2), (16, 6)):
-        n = INPUT_SIZE // stride
-        ys, xs = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        grid = np.stack([(xs + 0.5) / n, (ys + 0.5) / n], axis=-1).reshape(-1, 2)
-        centres.append(np.repeat(grid, per_cell, axis=0))
-    return np.concatenate(centres).astype(np.float32)
-
-
-def _letterbox(image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-    """Pad to a square (keeping the aspect ratio) and resize to the model input."""
-    h, w = image.shape[:2]
-    side = max(h, w)
-    pad_y, pad_x = (side - h) // 2, (side - w) // 2
-    square = cv2.copyMakeBorder(image, pad_y, side - h - pad_y, pad_x, side - w - pad_x,
-                                cv2.BORDER_CONSTANT, value=0)
-    interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(square, (INPUT_SIZE, INPUT_SIZE), interpolation=interp), side, pad_x, pad_y
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
-def _weighted_nms(boxes, keypoints, scores, iou_threshold):
-    """MediaPipe's weighted NMS: overlapping detections are averaged by score,
-    which steadies the landmarks the aligner depends on."""
-    order = np.argsort(-scores)
-    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
-    kept = []
-    remaining = np.ones(len(scores), dtype=bool)
-    for i in range(len(scores)):
-        if not remaining[i]:
+    boxes, scores, points = [], [], []
+    for s in STRIDES:
+        cls, obj = outputs[f"cls_{s}"][0, ..., 0], outputs[f"obj_{s}"][0, ..., 0]
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        rows, cols = np.nonzero(score >= min_score)
+        if not len(rows):
             continue
-        overlap = remaining & (_iou(boxes[i], boxes) >= iou_threshold)
-        w = scores[overlap][:, None]
-        kept.append((
-            (boxes[overlap] * w).sum(0) / w.sum(),
-            (keypoints[overlap] * w[:, :, None]).sum(0) / w.sum(),
-            float(scores[i]),
-        ))
-        remaining &= ~overlap
+        grid = np.stack([cols, rows], axis=1).astype(np.float32)
+        bbox = outputs[f"bbox_{s}"][0, rows, cols]
+        centre = (grid + bbox[:, :2]) * s
+        half = np.exp(bbox[:, 2:]) * s / 2
+        boxes.append(np.concatenate([centre - half, centre + half], axis=1))
+        points.append((outputs[f"kps_{s}"][0, rows, cols].reshape(-1, 5, 2) + grid[:, None]) * s)
+        scores.append(score[rows, cols])
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression (as OpenCV's NMSBoxes): indices kept, best first."""
+    order = list(np.argsort(-scores, kind="stable"))
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = []
+    while order:
+        i = order.pop(0)
+        kept.append(i)
+        if not order:
+            break
+        rest = np.asarray(order)
+        x0 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        y0 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        x1 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        y1 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = [j for j, o in zip(order, iou) if o <= iou_threshold]
     return kept
 
 
 class FaceDetector:
-    """BlazeFace short-range detector. Thread-unsafe: one instance per thread."""
+    """YuNet face detector. Thread-unsafe: one instance per thread.
 
-    def __init__(self, model_path: str | Path = DETECTOR_PATH, min_score: float = 0.5,
+    The model takes any input size that is a multiple of 32; the interpreter is
+    resized when the (padded) image size changes, which a camera never does.
+    """
+
+    def __init__(self, model_path: str | Path = DETECTOR_PATH, min_score: float = 0.6,
                  iou_threshold: float = 0.3, num_threads: int = 1):
         self.min_score = min_score
         self.iou_threshold = iou_threshold
-        self._interpreter = load_interpreter(model_path, num_threads=num_threads)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = {o["name"]: o["index"] for o in self._interpreter.get_output_details()}
-        self._regressors = outputs["regressors"]
-        self._scores = outputs["classificators"]
+        self._it = load_interpreter(model_path, num_threads=num_threads)
+        self._input = self._it.get_input_details()[0]
+        self._shape: tuple[int, ...] | None = None
+        self._outputs: dict[str, int] = {}
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        self._it.resize_tensor_input(self._input["index"], shape)
+        self._it.allocate_tensors()
+        runner = self._it.get_signature_runner()
+        names = runner.get_output_details()
+        self._outputs = {name: d["index"] for name, d in names.items()}
+        missing = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES} - set(self._outputs)
+        if missing:
+            raise ModelError(f"face detector model lacks outputs {sorted(missing)}")
+        self._shape = shape
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a grayscale (H, W) or BGR (H, W, 3) uint8 image, best first."""
+        """Faces in a grayscale (H, W) or BGR (H, W, 3) uint8 image, best score first."""
         image = as_bgr(image)
-        small, side, pad_x, pad_y = _letterbox(image)
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32)
-        self._interpreter.set_tensor(self._input, (rgb / 127.5 - 1.0)[None])
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._regressors)[0]
-        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
-        scores = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow
-        hit = scores >= self.min_score
-        if not hit.any():
-            return []
-        raw, scores, anchors = raw[hit] / INPUT_SIZE, scores[hit], _anchors()[hit]
-        centre = raw[:, 0:2] + anchors
-        half = raw[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1)
-        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+        h, w = image.shape[:2]
+        scale = min(1.0, MAX_DETECT_SIDE / max(h, w))
+        if scale < 1.0:
+            image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        sh, sw = image.shape[:2]
+        ph, pw = -(-sh // 32) * 32, -(-sw // 32) * 32
+        x = np.zeros((1, ph, pw, 3), np.float32)  # YuNet takes BGR 0..255, zero-padded right/bottom
+        x[0, :sh, :sw] = image
+        if self._shape != x.shape:
+            self._resize(x.shape)
+        self._it.set_tensor(self._input["index"], x)
+        self._it.invoke()
+        outputs = {name: self._it.get_tensor(i) for name, i in self._outputs.items()}
+        boxes, scores, points = decode(outputs, self.min_score)
         faces = []
-        for box, kps, score in _weighted_nms(boxes, keypoints, scores, self.iou_threshold):
-            box = box * side - np.array([pad_x, pad_y, pad_x, pad_y])
-            kps = kps * side - np.array([pad_x, pad_y])
-            faces.append(Face(tuple(float(v) for v in box), score, kps.astype(np.float32)))
+        for i in nms(boxes, scores, self.iou_threshold):
+            faces.append(Face(tuple(float(v) for v in boxes[i] / scale), float(scores[i]),
+                              (points[i] / scale).astype(np.float32)))
         return faces
 
 
