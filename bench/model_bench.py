@@ -25,7 +25,7 @@ from bench.compare.systems import float_model_path, load_float_encoder  # noqa: 
 from bench.machine import cpu_model  # noqa: E402
 
 from daemon.embeddings import DEFAULT_MODEL, load_encoder  # noqa: E402
-from daemon.faces.align import align_face, to_gray  # noqa: E402
+from daemon.faces.align import align_face, prepare_faces, to_gray  # noqa: E402
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector  # noqa: E402
 from daemon.images import load_image  # noqa: E402
 
@@ -53,8 +53,8 @@ def run(model: Path, runs: int) -> dict:
     image = load_image(sorted(FACES.glob("*/*.jpg"))[0])
     frame = np.zeros((480, 640), np.uint8)
     frame[115:365, 195:445] = image  # one LFW face in a 640x480 frame
-    face = detector.detect(frame)[0]
-    crop = align_face(to_gray(frame), face, encoder.info.input_size)
+    aligned = prepare_faces(frame, detector, encoder.info.input_size, max_faces=1).aligned[0]
+    face, crop = aligned.face, aligned.crop
     result = {
         "machine": {"cpu": cpu_model(), "cores_used": 1, "python": platform.python_version()},
         "model": str(model), "model_id": encoder.info.model_id,

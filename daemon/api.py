@@ -42,14 +42,14 @@ def face_locations(image, detector: FaceDetector | None = None) -> list[Face]:
 
 def face_crops(image, size: int | None = None, encoder: Encoder | None = None,
                detector: FaceDetector | None = None) -> list[AlignedFace]:
-    """Every face aligned into the encoder's input crop, largest face first."""
+    """Every face aligned into the encoder's input crop, most prominent face first."""
     size = size or (encoder or default_encoder()).info.input_size
-    return prepare_faces(_as_image(image), detector or default_detector(), size)
+    return prepare_faces(_as_image(image), detector or default_detector(), size).aligned
 
 
 def face_encodings(image, encoder: Encoder | None = None,
                    detector: FaceDetector | None = None) -> list[np.ndarray]:
-    """One unit embedding per face, largest face first."""
+    """One unit embedding per face, most prominent face first."""
     encoder = encoder or default_encoder()
     crops = face_crops(image, encoder.info.input_size, encoder, detector)
     return list(encoder.embed(np.stack([c.crop for c in crops]))) if crops else []
@@ -63,7 +63,7 @@ def face_distance(known: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ImageEmbedding:
-    """Every face found in an image and the embedding of the chosen (largest) one."""
+    """Every face found in an image and the embedding of the chosen (most prominent) one."""
 
     faces: list[Face]
     embedding: np.ndarray | None  # None when there is no face
@@ -76,7 +76,7 @@ class ImageEmbedding:
 
 def embed_image(image, encoder: Encoder | None = None,
                 detector: FaceDetector | None = None) -> ImageEmbedding:
-    """Detect all faces in an image and embed the chosen one (the largest)."""
+    """Detect all faces in an image and embed the chosen one (the most prominent)."""
     encoder = encoder or default_encoder()
     crops = face_crops(image, encoder.info.input_size, encoder, detector)
     if not crops:

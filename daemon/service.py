@@ -1,7 +1,7 @@
 """The door daemon's main loop.
 
-    frame -> faces -> quality gate -> aligned crops -> embeddings -> matches -> decision -> events
-    (frames)  (faces)  (quality)        (faces.align)   (embeddings)  (matching)  (decision)  (events)
+    frame -> faces + quality gate -> aligned crops -> embeddings -> matches -> decision -> events
+    (frames)  (faces.align.prepare_faces, quality)   (embeddings)  (matching)  (decision)  (events)
 
 One thread does all of that, plus the gallery and outbox writes; paho's thread only
 receives and validates (see daemon/sync/link.py). Nothing a camera, a broker or a
@@ -27,8 +27,7 @@ from daemon import notify as systemd
 from daemon.config import Config, check_device_trust
 from daemon.decision import UnlockDecider
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
-from daemon.faces.align import align_face, to_gray
-from daemon.faces.detect import Face
+from daemon.faces.align import prepare_faces
 from daemon.frames import Frame, FrameSource, ResilientSource, open_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
@@ -38,7 +37,7 @@ from daemon.sync.publish import iso_utc
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "align", "embed", "match", "decide")
+STAGES = ("capture", "faces", "embed", "match", "decide")  # faces = detect + quality gate + align
 UNKNOWN_KEY = "<unknown>"  # the "person" unknown faces vote for
 FLUSH_TIMEOUT_S = 3.0
 
@@ -69,6 +68,7 @@ class FrameOutcome:
 
     faces: int = 0
     skipped: list[str] = field(default_factory=list)      # quality reasons
+    crops: list[np.ndarray] = field(default_factory=list)  # what was embedded, in order
     results: list[MatchResult] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -164,10 +164,11 @@ class Service:
 
     def _seed_gallery(self, photos_dir: str) -> None:
         def embed(image: np.ndarray) -> np.ndarray:
-            crops, skipped = self._faces_to_crops(image, self.detector.detect(image), max_faces=1)
-            if not crops:
-                raise PhotoRejected(DESCRIPTIONS[skipped[0]] if skipped else "no face found")
-            return self.encoder.embed(crops[0])[0]
+            found = prepare_faces(image, self.detector, self.encoder.info.input_size, max_faces=1,
+                                  quality=self.quality)
+            if not found.aligned:
+                raise PhotoRejected(DESCRIPTIONS[found.rejected[0][1]] if found.rejected else "no face found")
+            return self.encoder.embed(found.aligned[0].crop)[0]
 
         seed_from_photos(self.gallery, photos_dir, embed, self.model_id, now=self._wall)
 
@@ -246,15 +247,16 @@ class Service:
     def _process(self, image: np.ndarray) -> FrameOutcome:
         outcome = FrameOutcome()
         t = self._clock()
-        faces = self.detector.detect(image)
-        t = self._lap("detect", t)
-        outcome.faces = len(faces)
-        self.counters.faces += len(faces)
-        crops, outcome.skipped = self._faces_to_crops(image, faces, self.cfg.quality.max_faces)
+        found = prepare_faces(image, self.detector, self.encoder.info.input_size,
+                              max_faces=self.cfg.quality.max_faces, quality=self.quality)
+        t = self._lap("faces", t)
+        outcome.faces = len(found.detected)
+        self.counters.faces += len(found.detected)
+        outcome.skipped = [reason for _, reason in found.rejected]
         self.counters.skipped_faces.update(outcome.skipped)
-        t = self._lap("align", t)
-        if crops:
-            embeddings = self.encoder.embed(np.stack(crops))
+        outcome.crops = found.crops
+        if outcome.crops:
+            embeddings = self.encoder.embed(np.stack(outcome.crops))
             t = self._lap("embed", t)
             outcome.results = self.matcher.match_many(embeddings)
             t = self._lap("match", t)
@@ -267,23 +269,6 @@ class Service:
         now = self._clock()
         self.timer.add(stage, now - since)
         return now
-
-    def _faces_to_crops(self, image: np.ndarray, faces: list[Face], max_faces: int) -> tuple[list, list[str]]:
-        """The quality gate and alignment, largest face first (the same order and the same
-        align_face call as daemon.faces.align.prepare_faces, so crops match enrollment's)."""
-        crops, skipped = [], []
-        gray = None
-        for face in sorted(faces, key=lambda f: -(f.width * f.height))[:max_faces]:
-            problem = self.quality.face_problem(face)
-            if problem is None:
-                gray = to_gray(image) if gray is None else gray
-                crop = align_face(gray, face, self.encoder.info.input_size)
-                problem = self.quality.crop_problem(crop)
-            if problem is None:
-                crops.append(crop)
-            else:
-                skipped.append(problem)
-        return crops, skipped
 
     def _decide(self, results: list[MatchResult]) -> list[dict]:
         now, wall = self._clock(), self._wall()

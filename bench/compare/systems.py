@@ -16,7 +16,7 @@ import numpy as np
 
 from daemon.embeddings import load_encoder, load_model_info
 from daemon.embeddings.litert import LiteRtEncoder, open_encoder
-from daemon.faces.align import align_face, choose_face, prepare_face, to_gray
+from daemon.faces.align import prepare_face, prepare_faces
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
 from daemon.gallery.record import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
@@ -59,9 +59,10 @@ def facegate_matcher(gallery: np.ndarray, threshold: float, margin: float = 0.05
 
 
 class FacegateSystem:
-    """BlazeFace + similarity alignment + the LiteRT encoder, all on one thread."""
+    """YuNet + five-point alignment (daemon.faces.align.prepare_faces) + the LiteRT
+    encoder, all on one thread."""
 
-    stages = ("detect", "align", "embed", "match")
+    stages = ("faces", "embed", "match")
 
     def __init__(self, name: str, encoder, detector: FaceDetector):
         self.name, self.encoder, self.detector = name, encoder, detector
@@ -81,18 +82,15 @@ class FacegateSystem:
 
     def run_frame(self, frame: np.ndarray, matcher: Matcher) -> FrameTiming:
         t0 = time.perf_counter()
-        face = choose_face(self.detector.detect(frame))
+        found = prepare_faces(frame, self.detector, self.size, max_faces=1)
         t1 = time.perf_counter()
-        if face is None:
-            return FrameTiming({"detect": t1 - t0}, t1 - t0, False)
-        crop = align_face(to_gray(frame), face, self.size)
+        if not found.aligned:
+            return FrameTiming({"faces": t1 - t0}, t1 - t0, False)
+        embedding = self.encoder.embed(found.aligned[0].crop)[0]
         t2 = time.perf_counter()
-        embedding = self.encoder.embed(crop)[0]
-        t3 = time.perf_counter()
         matcher.match(embedding)
-        t4 = time.perf_counter()
-        return FrameTiming({"detect": t1 - t0, "align": t2 - t1, "embed": t3 - t2, "match": t4 - t3},
-                           t4 - t0, True)
+        t3 = time.perf_counter()
+        return FrameTiming({"faces": t1 - t0, "embed": t2 - t1, "match": t3 - t2}, t3 - t0, True)
 
 
 def import_face_recognition():

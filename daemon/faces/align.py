@@ -1,31 +1,38 @@
-"""Face alignment and crop normalisation: the one preprocessing path.
+"""Face alignment: the one path from an image to aligned crops.
 
-Training (``model_build``) and the runtime both call :func:`prepare_faces`, so a
-training crop and a runtime crop of the same image are identical byte for byte.
+:func:`prepare_faces` is the only function that turns an image or a frame into
+aligned crops, the choice and order of faces included. The door loop, ``daemon.api``,
+gallery seeding, the enrollment tool, training, evaluation and the benchmarks all call
+it, so a training crop and a door crop of the same image are identical byte for byte.
 If they drifted, accuracy would drop without any error.
 
-Crops are **grayscale**: the LFW training set is grayscale, IR door cameras give
-grayscale frames at night, and one channel costs a third of the input compute.
-Colour frames are converted with OpenCV's BT.601 luma weights before alignment.
+Faces are warped onto the ArcFace 112x112 five-point template (Deng et al., "ArcFace:
+Additive Angular Margin Loss for Deep Face Recognition", CVPR 2019), the crop the
+distillation teachers were trained on, so teacher and student see the same pixels.
+
+Crops are **grayscale**: LFW is grayscale, IR door cameras give grayscale frames at
+night, and one channel costs a third of the input compute. Colour images are converted
+with OpenCV's BT.601 luma weights before alignment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from daemon.faces.detect import Face, FaceDetector
 
-# Where the subject's right eye, left eye, nose tip and mouth centre land in the crop,
-# as fractions of the crop side. Derived from the ArcFace 112x112 five-point template
-# (mouth corners averaged into a centre) and then zoomed out by ZOOM so the crop keeps
-# the whole jaw and brow, which BlazeFace's coarse landmarks need as slack.
-_ARCFACE_112 = np.array([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [56.14, 92.28]]) / 112.0
-ZOOM = 0.9
-TEMPLATE = (_ARCFACE_112 - 0.5) * ZOOM + 0.5
-PREPROCESSING_VERSION = "blazeface-sim4-gray-v1"
+CROP_SIZE = 112
+# Right eye, left eye, nose tip, right and left mouth corner (subject's sides) in a
+# 112x112 crop: the template of InsightFace's and OpenCV SFace's alignment.
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                             [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
+# Bump when anything here, or the detector, changes a crop: a model trained on other
+# crops refuses to load (daemon.embeddings.base) instead of silently losing accuracy.
+PREPROCESSING_VERSION = "yunet-arcface5-gray-v2"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,27 @@ class AlignedFace:
 
     face: Face
     crop: np.ndarray
+
+
+class QualityGate(Protocol):
+    """Rules a face out before (face_problem) or after (crop_problem) alignment."""
+
+    def face_problem(self, face: Face) -> str | None: ...
+
+    def crop_problem(self, crop: np.ndarray) -> str | None: ...
+
+
+@dataclass
+class PreparedFaces:
+    """What prepare_faces found in one image."""
+
+    detected: list[Face] = field(default_factory=list)          # every face, most prominent first
+    aligned: list[AlignedFace] = field(default_factory=list)     # the ones that passed, in that order
+    rejected: list[tuple[Face, str]] = field(default_factory=list)  # (face, quality reason code)
+
+    @property
+    def crops(self) -> list[np.ndarray]:
+        return [a.crop for a in self.aligned]
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -53,7 +81,8 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares rotation + uniform scale + translation mapping src to dst (2x3).
 
     Umeyama, "Least-squares estimation of transformation parameters between two
-    point patterns", TPAMI 1991. Pure numpy so the result is deterministic.
+    point patterns", TPAMI 1991 (what InsightFace's ``norm_crop`` computes through
+    scikit-image). Pure numpy so the result is deterministic.
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
@@ -70,36 +99,66 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, t[:, None]])
 
 
-def align_face(gray: np.ndarray, face: Face, size: int) -> np.ndarray:
-    """Warp a face so its eyes, nose and mouth sit on TEMPLATE in a size x size crop."""
-    matrix = similarity_transform(face.landmarks[:4], TEMPLATE * size)
+def alignment_matrix(face: Face, size: int = CROP_SIZE) -> np.ndarray:
+    """The 2x3 transform that puts a face's five landmarks on the template."""
+    return similarity_transform(face.landmarks, ARCFACE_TEMPLATE * (size / 112.0))
+
+
+def align_face(gray: np.ndarray, face: Face, size: int = CROP_SIZE,
+               matrix: np.ndarray | None = None) -> np.ndarray:
+    """Warp a face onto the template in a size x size crop (matrix: a perturbed
+    alignment_matrix, for training views)."""
+    matrix = alignment_matrix(face, size) if matrix is None else matrix
     return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def choose_face(faces: list[Face]) -> Face | None:
-    """The face to use when an image holds several: the largest, i.e. the closest
-    to the camera (and, in LFW, the subject in the centre)."""
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f.width * f.height, f.score))
+def prominence(face: Face, image_size: tuple[int, int]) -> float:
+    """Box area, discounted by the distance of the face from the image centre (1 at the
+    centre, 0 at a corner): the person at the door, not a larger face at the edge."""
+    h, w = image_size
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    off = np.hypot(cx - w / 2, cy - h / 2) / max(np.hypot(w / 2, h / 2), 1e-9)
+    return face.area * max(0.0, 1.0 - off)
 
 
-def prepare_faces(image: np.ndarray, detector: FaceDetector, size: int) -> list[AlignedFace]:
-    """Detect every face in an image and align each into a crop; largest first."""
-    gray = to_gray(image)
-    faces = sorted(detector.detect(image), key=lambda f: -(f.width * f.height))
-    return [AlignedFace(f, align_face(gray, f, size)) for f in faces]
+def face_order(faces: list[Face], image_size: tuple[int, int]) -> list[Face]:
+    """Most prominent face first (see prominence), then the more certain one."""
+    return sorted(faces, key=lambda f: (-prominence(f, image_size), -f.score))
 
 
-def prepare_face(image: np.ndarray, detector: FaceDetector, size: int) -> AlignedFace | None:
-    """The chosen face of an image, aligned; None when there is no face."""
-    faces = prepare_faces(image, detector, size)
-    return faces[0] if faces else None
+def prepare_faces(image: np.ndarray, detector: FaceDetector, size: int = CROP_SIZE,
+                  max_faces: int | None = None, quality: QualityGate | None = None) -> PreparedFaces:
+    """Detect the faces of an image and align the ``max_faces`` most prominent into crops.
+
+    With a quality gate, faces it rules out are listed in ``rejected`` with its reason
+    instead of being aligned.
+    """
+    found = PreparedFaces(detected=face_order(detector.detect(image), image.shape[:2]))
+    gray = None
+    for face in found.detected[:max_faces]:
+        problem = quality.face_problem(face) if quality else None
+        if problem is None:
+            gray = to_gray(image) if gray is None else gray
+            crop = align_face(gray, face, size)
+            problem = quality.crop_problem(crop) if quality else None
+        if problem is None:
+            found.aligned.append(AlignedFace(face, crop))
+        else:
+            found.rejected.append((face, problem))
+    return found
+
+
+def prepare_face(image: np.ndarray, detector: FaceDetector, size: int = CROP_SIZE) -> AlignedFace | None:
+    """The chosen (most prominent) face of an image, aligned; None when there is no face."""
+    aligned = prepare_faces(image, detector, size, max_faces=1).aligned
+    return aligned[0] if aligned else None
 
 
 def normalize_crop(crop: np.ndarray) -> np.ndarray:
-    """uint8 crop(s) (..., H, W) to the encoder's float input (..., H, W, 1) in [-1, 1]."""
+    """uint8 crop(s) (..., H, W) to the encoder's float input (..., H, W, 1) in [-1, 1].
+
+    The one definition of the encoder's input scaling: training, export and runtime use it."""
     return (crop.astype(np.float32)[..., None] - 127.5) / 127.5
 
 
