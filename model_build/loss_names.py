@@ -1,5 +1,9 @@
-"""Loss names accepted by ``get_loss`` and ``model-build train --loss``. Kept free of
-TensorFlow so the command line parses (and --help prints) without loading it."""
+"""Loss names accepted by ``model-build train --losses``. Kept free of TensorFlow so the
+command line parses (and --help prints) without loading it."""
 
-LOSS_NAMES = ("triplet-semi-hard", "triplet-batch-hard", "triplet-batch-all",
-              "triplet-distance-weighted", "margin", "contrastive", "binary-head", "binary-head-chi2")
+# Distillation losses (losses/distillation.py): every row, against the teacher.
+DISTILL_LOSS_NAMES = ("distill", "relational")
+# Metric losses (losses/triplet.py, contrastive.py, binary_head.py): the labelled rows.
+METRIC_LOSS_NAMES = ("triplet-semi-hard", "triplet-batch-hard", "triplet-batch-all",
+                     "triplet-distance-weighted", "margin", "contrastive", "binary-head", "binary-head-chi2")
+LOSS_NAMES = DISTILL_LOSS_NAMES + METRIC_LOSS_NAMES

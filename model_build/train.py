@@ -1,9 +1,19 @@
-"""Training loop: P x K batches -> encoder -> metric loss (+ optional distillation).
+"""Training: distillation set -> P x K batches of cached views -> encoder -> losses.
 
-Runs under a ``tf.distribute`` strategy (the default strategy on CPU, a
-MirroredStrategy over several GPUs, or a MultiWorkerMirroredStrategy from
-TF_CONFIG), feeds it with ``tf.data``, and checkpoints so an interrupted run
-resumes where it stopped with the same batches.
+The data flow of a run, top to bottom:
+
+1. ``TrainingSet``: every aligned face of the ``--data`` folders (single-image people
+   included), its augmented views and the teacher's vector of each view
+   (model_build.data.distill). People of held-out folds are removed here.
+2. ``batches``: P identities x K images with two or more images (for the metric loss),
+   then U images drawn from everyone; each row is one random view of its image.
+3. the encoder (model_build.models.encoder);
+4. the losses, weighted (model_build.losses.combine): regression to the teacher's
+   vector in the student's PCA target space, the relational (cosine-matrix) loss, and
+   a metric loss (FaceNet's semi-hard triplet by default) on the labelled rows.
+
+Runs under a ``tf.distribute`` strategy (the default one on a CPU, MirroredStrategy over
+several GPUs), and checkpoints so an interrupted run resumes with the same batches.
 """
 
 from __future__ import annotations
@@ -12,115 +22,145 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 import keras
-from model_build.data.augment import AugmentConfig, augment_batch
-from model_build.data.datasets import FaceDataset
-from model_build.data.sampler import pk_batches
-from model_build.losses import get_loss
+from daemon.faces.align import normalize_crop
+from model_build.data.datasets import DatasetError
+from model_build.data.distill import DistillSet
+from model_build.losses.combine import LossMix, parse_losses
+from model_build.losses.distillation import TargetSpace
 from model_build.models.encoder import build_encoder
+from model_build.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
-    """Everything that decides what a training run produces (saved with the run)."""
+class TrainingSet:
+    """Views (N, V, S, S), teacher vectors (N, V, D) and labels (N,): -1 for people with
+    a single image, who teach through the teacher only."""
 
-    input_size: int = 112
-    embedding_size: int = 128
-    width: float = 1.0
-    loss: str = "triplet-semi-hard"
-    margin: float = 0.2
-    identities_per_batch: int = 32      # P
-    images_per_identity: int = 4        # K
-    steps: int = 4000
-    learning_rate: float = 2e-3
-    warmup_steps: int = 200
-    weight_decay: float = 1e-4
-    distill_weight: float = 0.0         # > 0 adds ||f(x) - teacher(x)||^2 on unit vectors
-    seed: int = 0
-    checkpoint_every: int = 250
-    augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
+    views: np.ndarray
+    teacher: np.ndarray
+    labels: np.ndarray
+    summary: dict
 
-    @property
-    def batch_size(self) -> int:
-        return self.identities_per_batch * self.images_per_identity
+    @classmethod
+    def from_parts(cls, parts: list[DistillSet], exclude: set[str], min_identities: int = 0) -> "TrainingSet":
+        """Merge datasets without the excluded people. min_identities: how many people
+        with two or more images the metric loss needs (a DatasetError if fewer)."""
+        views, teacher, labels, summary, next_label = [], [], [], {}, 0
+        for part in parts:
+            names = np.asarray(part.data.names)[part.data.labels]
+            keep = ~np.isin(names, list(exclude))
+            part = part.take(keep)
+            counts = np.bincount(part.data.labels, minlength=part.data.num_identities)
+            multi = np.flatnonzero(counts >= 2)
+            remap = np.full(part.data.num_identities, -1, np.int64)
+            remap[multi] = np.arange(next_label, next_label + len(multi))
+            next_label += len(multi)
+            views.append(np.asarray(part.views))
+            teacher.append(np.asarray(part.targets))
+            labels.append(remap[part.data.labels])
+            summary[Path(part.data.source).name] = {
+                "images": int(len(part.data)), "people": int((counts > 0).sum()),
+                "people_with_2plus": int(len(multi)), "excluded_images": int((~keep).sum())}
+        labels = np.concatenate(labels)
+        if not len(labels):
+            raise DatasetError("no training images left (every face was excluded or none was found)")
+        if next_label < min_identities:
+            raise DatasetError(f"the metric loss needs at least {min_identities} people with two or more "
+                               f"images, the data has {next_label}; lower --p or train with "
+                               "distillation losses only (--losses distill=1,relational=1)")
+        summary["total"] = {"images": int(len(labels)), "labelled_images": int((labels >= 0).sum()),
+                            "identities_with_2plus": int(next_label)}
+        return cls(np.concatenate(views), np.concatenate(teacher), labels, summary)
+
+
+def batches(labels: np.ndarray, views_per_image: int, cfg: TrainConfig, start_step: int = 0,
+            labelled: bool = True):
+    """Yield (image indices, view indices) forever, deterministic in (seed, step).
+
+    With ``labelled`` (a metric loss is trained), the first P*K rows are P identities x
+    K of their images (repeats when an identity has fewer than K) and the last U rows
+    are any images; without, every row is any image.
+    """
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels[labels >= 0])]
+    p, k = (cfg.identities_per_batch, cfg.images_per_identity) if labelled else (0, 0)
+    if p and len(groups) < p:
+        raise ValueError(f"need at least P={p} people with 2+ images, have {len(groups)}")
+    step = start_step
+    while True:
+        rng = np.random.default_rng([cfg.seed, step])
+        rows = [rng.choice(groups[g], size=k, replace=len(groups[g]) < k)
+                for g in (rng.choice(len(groups), size=p, replace=False) if p else [])]
+        rows.append(rng.integers(0, len(labels), cfg.batch_size - p * k))
+        images = np.concatenate(rows)
+        yield images, rng.integers(0, views_per_image, len(images))
+        step += 1
+
+
+def make_dataset(data: TrainingSet, space: TargetSpace, cfg: TrainConfig, start_step: int,
+                 labelled: bool) -> tf.data.Dataset:
+    """(inputs, regression targets, teacher vectors, labels) batches from start_step."""
+    def gen():
+        for images, views in batches(data.labels, data.views.shape[1], cfg, start_step, labelled):
+            teacher = data.teacher[images, views]
+            yield (normalize_crop(data.views[images, views]), space(teacher), teacher,
+                   data.labels[images].astype(np.int32))
+
+    size, dim_t = cfg.input_size, data.teacher.shape[-1]
+    spec = (tf.TensorSpec([cfg.batch_size, size, size, 1], tf.float32),
+            tf.TensorSpec([cfg.batch_size, cfg.embedding_size], tf.float32),
+            tf.TensorSpec([cfg.batch_size, dim_t], tf.float32),
+            tf.TensorSpec([cfg.batch_size], tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(4)
 
 
 def choose_strategy() -> tf.distribute.Strategy:
     """Several GPUs -> MirroredStrategy; TF_CONFIG -> multi-worker; else the default."""
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
+    if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def make_dataset(data: FaceDataset, teacher: np.ndarray | None, cfg: TrainConfig,
-                 start_step: int) -> tf.data.Dataset:
-    """Infinite dataset of (images, labels, teacher, has_teacher) batches from start_step."""
-    crops = tf.constant(data.crops)
-    labels = tf.constant(data.labels.astype(np.int32))
-    if teacher is None:
-        teacher = np.full((len(data), cfg.embedding_size), np.nan, np.float32)
-    has_teacher = tf.constant(np.isfinite(teacher).all(axis=1).astype(np.float32))
-    teacher = tf.constant(np.nan_to_num(teacher).astype(np.float32))
-    aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
-
-    def batches():
-        yield from pk_batches(data.labels, cfg.identities_per_batch, cfg.images_per_identity,
-                              cfg.seed, start_batch=start_step)
-
-    def build(step, index):
-        x = (tf.cast(tf.gather(crops, index), tf.float32)[..., None] - 127.5) / 127.5
-        x = augment_batch(x, tf.stack([tf.cast(cfg.seed, tf.int64), step]), aug)
-        return x, tf.gather(labels, index), tf.gather(teacher, index), tf.gather(has_teacher, index)
-
-    ds = tf.data.Dataset.from_generator(
-        batches, output_signature=tf.TensorSpec([cfg.batch_size], tf.int64))
-    return ds.enumerate(start_step).map(build, num_parallel_calls=2).prefetch(2)
-
-
 def _lr_schedule(cfg: TrainConfig):
-    decay = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate * 0.1, max(cfg.steps - cfg.warmup_steps, 1), alpha=0.02,
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate * 0.1, max(cfg.steps - cfg.warmup_steps, 1), alpha=0.01,
         warmup_target=cfg.learning_rate, warmup_steps=cfg.warmup_steps)
-    return decay
 
 
-def train(data: FaceDataset, cfg: TrainConfig, run_dir: str | Path,
-          teacher: np.ndarray | None = None, progress: bool = True,
-          on_eval=None, eval_every: int = 0) -> keras.Model:
-    """Train (or resume) an encoder in run_dir; returns the model with final weights.
+def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bool = True,
+          on_eval=None, eval_every: int = 0, init_from: str | Path | None = None) -> keras.Model:
+    """Train (or resume) an encoder in run_dir; returns the model with its final weights.
 
     on_eval(model, step) -> dict is called every eval_every steps for monitoring.
+    init_from: a Keras encoder whose weights start a new run (warm start).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tf.keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.seed)
+    space = TargetSpace.fit(data.teacher, cfg.embedding_size, seed=cfg.seed)
+    space.save(run_dir / "target_space.npz")
+    mix = parse_losses(cfg.losses, margin=cfg.margin, embedding_size=cfg.embedding_size)
     strategy = choose_strategy()
     with strategy.scope():
         model = build_encoder(cfg.input_size, cfg.embedding_size, cfg.width)
-        loss_kwargs = {"margin": cfg.margin} if cfg.loss.startswith(("triplet", "contrastive")) else {}
-        if cfg.loss.startswith("binary-head"):
-            loss_kwargs = {"embedding_dim": cfg.embedding_size}
-        loss_fn = get_loss(cfg.loss, **loss_kwargs)
-        head = getattr(loss_fn, "head", None)  # the binary head's weights train too
-        if head is not None and not head.built:
-            head.build((None, cfg.embedding_size))
-        variables = model.trainable_variables + (head.trainable_variables if head else [])
+        if init_from:
+            model.set_weights(keras.models.load_model(init_from).get_weights())
+            log.info("initialised from %s", init_from)
+        variables = model.trainable_variables + mix.trainable_variables()
         optimizer = keras.optimizers.AdamW(_lr_schedule(cfg), weight_decay=cfg.weight_decay)
         optimizer.build(variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
-                                   **({"head": head} if head else {}))
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, **mix.checkpointables())
     manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
@@ -130,50 +170,50 @@ def train(data: FaceDataset, cfg: TrainConfig, run_dir: str | Path,
     if start >= cfg.steps:
         return model
 
-    dist_ds = strategy.experimental_distribute_dataset(make_dataset(data, teacher, cfg, start))
+    dist_ds = strategy.experimental_distribute_dataset(
+        make_dataset(data, space, cfg, start, labelled=mix.metric is not None))
 
-    def step_fn(x, y, t, has_t):
+    def step_fn(x, target, teacher, labels):
         with tf.GradientTape() as tape:
             emb = model(x, training=True)
-            metric = loss_fn(y, emb)
-            sq = tf.reduce_sum(tf.square(emb - t), axis=1)
-            distill = tf.reduce_sum(sq * has_t) / tf.maximum(tf.reduce_sum(has_t), 1.0)
-            total = metric + cfg.distill_weight * distill
-            scaled = total / strategy.num_replicas_in_sync
+            terms = mix(emb, target, teacher, labels, cfg.labelled_rows)
+            total = tf.add_n([mix.weights[n] * v for n, v in terms.items()])
+            scaled = total / strategy.num_replicas_in_sync  # inside the tape, or it has no gradient
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        return total, metric, distill
+        return total, terms
 
     @tf.function
     def train_step(batch):
-        out = strategy.run(step_fn, args=batch)
-        return [strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for v in out]
+        total, terms = strategy.run(step_fn, args=batch)
+        reduce = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
+        return reduce(total), {n: reduce(v) for n, v in terms.items()}
 
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", mininterval=5.0)
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", mininterval=10.0)
     history_path = run_dir / "history.jsonl"
     t0, ema = time.time(), None
     iterator = iter(dist_ds)
     for step in range(start, cfg.steps):
-        total, metric, distill = (float(v) for v in train_step(next(iterator)))
+        total, terms = train_step(next(iterator))
+        total = float(total)
         if not np.isfinite(total):
             raise FloatingPointError(f"loss became {total} at step {step}; lower the learning rate")
         ema = total if ema is None else 0.98 * ema + 0.02 * total
         step_var.assign(step + 1)
         if bar:
             bar.update(1)
-            bar.set_postfix(loss=f"{ema:.4f}", metric=f"{metric:.4f}", distill=f"{distill:.4f}",
-                            refresh=False)
+            bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
         done = step + 1
         record = None
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             manager.save(checkpoint_number=done)
-            record = {"step": done, "loss": ema, "metric": metric, "distill": distill,
+            record = {"step": done, "loss": round(ema, 5), **{n: round(float(v), 5) for n, v in terms.items()},
                       "elapsed_s": round(time.time() - t0, 1)}
         if on_eval and eval_every and (done % eval_every == 0 or done == cfg.steps):
-            record = {**(record or {"step": done, "loss": ema}), **on_eval(model, done)}
+            record = {**(record or {"step": done, "loss": round(ema, 5)}), **on_eval(model, done)}
             log.info("step %d: %s", done, record)
         if record:
             with history_path.open("a") as f:
@@ -204,8 +244,6 @@ def load_trained(run_dir: str | Path) -> keras.Model:
 
 def embed_crops(model: keras.Model, crops: np.ndarray, batch: int = 256) -> np.ndarray:
     """Embeddings of uint8 crops (N, S, S) with a Keras encoder in inference mode."""
-    out = []
-    for i in range(0, len(crops), batch):
-        x = (crops[i:i + batch].astype(np.float32)[..., None] - 127.5) / 127.5
-        out.append(model(x, training=False).numpy())
+    out = [model(normalize_crop(crops[i:i + batch]), training=False).numpy()
+           for i in range(0, len(crops), batch)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)

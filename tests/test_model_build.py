@@ -17,9 +17,12 @@ from daemon.embeddings import load_encoder  # noqa: E402
 from daemon.faces.detect import FaceDetector  # noqa: E402
 from daemon.images import load_image  # noqa: E402
 from model_build.cli import main as model_build_main  # noqa: E402
-from model_build.data.datasets import DatasetError, align_folder, load_training_set  # noqa: E402
+from model_build.data.datasets import DatasetError, align_folder  # noqa: E402
 
 FACES = Path(__file__).parent / "fixtures" / "faces"
+# A few steps of the real recipe (SFace teacher, views, distillation + triplet) on the fixtures.
+TINY = ["--data", str(FACES), "--views", "2", "--p", "3", "--k", "2", "--u", "4", "--width", "0.25",
+        "--checkpoint-every", "3", "--seed", "1", "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +30,8 @@ def tiny_run(tmp_path_factory):
     """A tiny encoder trained for a few steps on the fixture faces, then exported."""
     root = tmp_path_factory.mktemp("build")
     run, out, cache = root / "run", root / "export", root / "cache"
-    args = ["--no-progress", "--cache-dir", str(cache), "train", "--data", str(FACES),
-            "--run-dir", str(run), "--steps", "6", "--p", "3", "--k", "2", "--width", "0.5",
-            "--checkpoint-every", "3", "--seed", "1"]
-    assert model_build_main(args) == 0
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "train", *TINY,
+                             "--run-dir", str(run), "--steps", "6"]) == 0
     assert model_build_main(["--no-progress", "--cache-dir", str(cache), "export",
                              "--run-dir", str(run), "--out", str(out)]) == 0
     return run, out, cache
@@ -68,7 +69,8 @@ def test_export_metadata_is_complete(tiny_run):
     assert meta["quantization"]["input"]["dtype"] == "int8"
     assert meta["quantization"]["output"]["dtype"] == "int8"
     assert "match" in meta["thresholds"]
-    assert meta["training"]["training_data"]["images"] > 0
+    assert meta["training"]["training_data"]["total"]["images"] == 24
+    assert meta["training"]["teacher"]["licence"] == "Apache-2.0"
     assert meta["export_check"]["int8"]["mean_cosine"] >= 0.99
     assert set(meta["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED",
                                 "L2_NORMALIZATION", "QUANTIZE", "DEQUANTIZE", "RESHAPE"}
@@ -84,46 +86,61 @@ def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
     (resumed / "encoder.keras").unlink(missing_ok=True)
     history = (resumed / "history.jsonl").read_text().splitlines()
     # asking for more steps continues from step 6 instead of starting over
-    args = ["--no-progress", "--cache-dir", str(cache), "train", "--data", str(FACES),
-            "--run-dir", str(resumed), "--steps", "9", "--p", "3", "--k", "2", "--width", "0.5",
-            "--checkpoint-every", "3", "--seed", "1"]
-    assert model_build_main(args) == 0
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "train", *TINY,
+                             "--run-dir", str(resumed), "--steps", "9"]) == 0
     steps = [json.loads(line)["step"] for line in (resumed / "history.jsonl").read_text().splitlines()]
     assert steps[:len(history)] == [3, 6] and steps[len(history):] == [9]
 
 
 def test_dataset_skips_and_counts_bad_files(tmp_path):
     root = tmp_path / "set"
+    src = sorted((FACES / sorted(p.name for p in FACES.iterdir() if p.is_dir())[0]).glob("*.jpg"))
     for person, files in {"alice": ["a.jpg", "b.jpg"], "bob": ["a.jpg", "b.jpg"]}.items():
         (root / person).mkdir(parents=True)
-        src = sorted((FACES / sorted(p.name for p in FACES.iterdir() if p.is_dir())[0]).glob("*.jpg"))
         for f, s in zip(files, src):
             shutil.copy(s, root / person / f)
     (root / "bob" / "corrupt.jpg").write_bytes(b"\xff\xd8not really a jpeg")
-    blank = np.full((120, 120), 128, np.uint8)
     import cv2
-    cv2.imwrite(str(root / "alice" / "noface.png"), blank)
+    cv2.imwrite(str(root / "alice" / "noface.png"), np.full((120, 120), 128, np.uint8))
     (root / "carol").mkdir()
     shutil.copy(src[0], root / "carol" / "only.jpg")
-    data = load_training_set([root], 112, None, progress=False)
+    data = align_folder(root, 112, None, progress=False)
     assert data.skipped.unreadable == 1
     assert data.skipped.no_face == 1
-    assert data.skipped.singleton_identities == 1
-    assert data.num_identities == 2 and len(data) == 4
+    assert data.num_identities == 3 and len(data) == 5  # the single-image person teaches too
+    assert data.landmarks.shape == (5, 5, 2)
 
 
-def test_empty_dataset_is_a_clear_error(tmp_path):
+def test_adding_an_image_invalidates_the_crop_cache(tmp_path):
+    root = tmp_path / "set" / "someone"
+    root.mkdir(parents=True)
+    photos = sorted(FACES.glob("*/*.jpg"))
+    shutil.copy(photos[0], root / "a.jpg")
+    assert len(align_folder(root.parent, 112, tmp_path / "cache", progress=False)) == 1
+    shutil.copy(photos[1], root / "b.jpg")
+    assert len(align_folder(root.parent, 112, tmp_path / "cache", progress=False)) == 2
+
+
+def test_bad_training_data_is_one_clear_line_and_exit_2(tmp_path, caplog):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no identity folders"):
-        load_training_set([tmp_path / "empty"], 112, None, progress=False)
-    (tmp_path / "noface" / "x").mkdir(parents=True)
-    import cv2
-    for i in range(3):
-        cv2.imwrite(str(tmp_path / "noface" / "x" / f"{i}.png"), np.zeros((64, 64), np.uint8))
-    with pytest.raises(DatasetError, match="no usable training data"):
-        load_training_set([tmp_path / "noface"], 112, None, progress=False)
-    with pytest.raises(DatasetError, match="not found"):
-        load_training_set([tmp_path / "missing"], 112, None, progress=False)
+    single = tmp_path / "single"
+    for i, photo in enumerate(sorted(FACES.glob("*/*_0001.jpg"))):
+        (single / f"person{i}").mkdir(parents=True)
+        shutil.copy(photo, single / f"person{i}" / "a.jpg")
+    cases = {tmp_path / "missing": "dataset folder not found",
+             tmp_path / "empty": "no identity folders",
+             single: "needs at least 3 people with two or more images"}
+    for folder, message in cases.items():
+        caplog.clear()
+        code = model_build_main(["--no-progress", "--cache-dir", str(tmp_path / "cache"), "train",
+                                 *TINY[2:], "--data", str(folder), "--run-dir", str(tmp_path / "run"),
+                                 "--steps", "1"])
+        assert code == 2, folder
+        assert any(message in r.getMessage() for r in caplog.records), (folder, caplog.text)
+    # Distillation alone learns from single-image people.
+    assert model_build_main(["--no-progress", "--cache-dir", str(tmp_path / "cache"), "train", *TINY[2:],
+                             "--data", str(single), "--run-dir", str(tmp_path / "distill-only"),
+                             "--losses", "distill=1,relational=1", "--steps", "1"]) == 0
 
 
 def test_detector_reports_no_face_instead_of_failing():

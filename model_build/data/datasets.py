@@ -31,8 +31,6 @@ class DatasetError(ValueError):
 class SkipCounts:
     unreadable: int = 0
     no_face: int = 0
-    singleton_identities: int = 0
-    excluded_identities: int = 0
     examples: list[str] = field(default_factory=list)
 
     def note(self, kind: str, path: str, reason: str) -> None:
@@ -51,6 +49,22 @@ class FaceDataset:
     paths: list[str]          # source image per crop, relative to its root
     source: str = ""
     skipped: SkipCounts = field(default_factory=SkipCounts)
+    landmarks: np.ndarray | None = None  # (N, 5, 2) in the source image, to re-warp augmented views
+
+    @property
+    def files(self) -> list[Path]:
+        """The source image of each crop (absolute), for rendering augmented views."""
+        roots = self.source.split("+")
+        if len(roots) == 1:
+            return [Path(roots[0]) / p for p in self.paths]
+        by_name = {Path(r).name: Path(r) for r in roots}  # merged: paths carry their root's name
+        return [by_name[p.split("/", 1)[0]] / p.split("/", 1)[1] for p in self.paths]
+
+    def take(self, mask: np.ndarray) -> "FaceDataset":
+        """The crops where mask is true (labels and names unchanged)."""
+        return FaceDataset(self.crops[mask], self.labels[mask], self.names,
+                           [p for p, m in zip(self.paths, mask) if m], self.source, self.skipped,
+                           None if self.landmarks is None else self.landmarks[mask])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,9 +94,14 @@ def scan_identities(root: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def _cache_path(cache_dir: Path, root: Path, size: int) -> Path:
-    detector = hashlib.sha256(DETECTOR_PATH.read_bytes()).hexdigest()[:8]
-    key = hashlib.sha256(f"{root.resolve()}|{size}|{PREPROCESSING_VERSION}|{detector}".encode())
+def _cache_path(cache_dir: Path, root: Path, size: int, people: dict[str, list[Path]]) -> Path:
+    """Keyed by the preprocessing, the detector and the folder's contents (names, sizes,
+    mtimes), so adding, removing or replacing an image re-aligns the set."""
+    key = hashlib.sha256(f"{root.resolve()}|{size}|{PREPROCESSING_VERSION}".encode())
+    key.update(hashlib.sha256(DETECTOR_PATH.read_bytes()).digest())
+    for path in (p for paths in people.values() for p in paths):
+        st = path.stat()
+        key.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return cache_dir / f"{root.name}-{size}-{key.hexdigest()[:12]}.npz"
 
 
@@ -94,15 +113,15 @@ def align_folder(root: str | Path, size: int, cache_dir: str | Path | None = Non
     """
     root = Path(root)
     people = scan_identities(root)
-    cache = _cache_path(Path(cache_dir), root, size) if cache_dir else None
+    cache = _cache_path(Path(cache_dir), root, size, people) if cache_dir else None
     if cache and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             skipped = SkipCounts(unreadable=int(z["unreadable"]), no_face=int(z["no_face"]))
             log.info("loaded %d cached crops from %s", len(z["labels"]), cache)
             return FaceDataset(z["crops"], z["labels"], list(z["names"]), list(z["paths"]),
-                               str(root), skipped)
+                               str(root), skipped, z["landmarks"])
     detector = FaceDetector()
-    crops, labels, paths, skipped = [], [], [], SkipCounts()
+    crops, labels, paths, points, skipped = [], [], [], [], SkipCounts()
     items = [(i, name, p) for i, (name, ps) in enumerate(people.items()) for p in ps]
     bar = _progress(items, f"aligning {root.name}", progress)
     for label, name, path in bar:
@@ -119,14 +138,17 @@ def align_folder(root: str | Path, size: int, cache_dir: str | Path | None = Non
         crops.append(aligned.crop)
         labels.append(label)
         paths.append(rel)
+        points.append(aligned.face.landmarks)
     names = list(people)
     data = FaceDataset(np.stack(crops) if crops else np.zeros((0, size, size), np.uint8),
-                       np.asarray(labels, np.int32), names, paths, str(root), skipped)
+                       np.asarray(labels, np.int32), names, paths, str(root), skipped,
+                       np.asarray(points, np.float32).reshape(-1, 5, 2))
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, crops=data.crops, labels=data.labels, names=np.asarray(names),
-                 paths=np.asarray(paths), unreadable=skipped.unreadable, no_face=skipped.no_face)
+                 paths=np.asarray(paths), landmarks=data.landmarks, unreadable=skipped.unreadable,
+                 no_face=skipped.no_face)
         tmp.replace(cache)
     log.info("%s: %d crops of %d images; skipped %d unreadable, %d without a face",
              root, len(data), len(items), skipped.unreadable, skipped.no_face)
@@ -135,33 +157,13 @@ def align_folder(root: str | Path, size: int, cache_dir: str | Path | None = Non
     return data
 
 
-def select_identities(data: FaceDataset, min_images: int = 2,
-                      exclude: set[str] | None = None) -> FaceDataset:
-    """Keep identities with at least min_images crops that are not excluded; relabel 0..n-1."""
-    exclude = exclude or set()
-    counts = np.bincount(data.labels, minlength=data.num_identities)
-    skipped = SkipCounts(**{k: v for k, v in vars(data.skipped).items() if k != "examples"})
-    keep_ids = []
-    for i, name in enumerate(data.names):
-        if name in exclude:
-            skipped.excluded_identities += 1
-        elif counts[i] < min_images:
-            skipped.singleton_identities += counts[i] > 0
-        else:
-            keep_ids.append(i)
-    remap = np.full(data.num_identities, -1, np.int32)
-    remap[keep_ids] = np.arange(len(keep_ids), dtype=np.int32)
-    mask = remap[data.labels] >= 0
-    return FaceDataset(data.crops[mask], remap[data.labels[mask]], [data.names[i] for i in keep_ids],
-                       [p for p, m in zip(data.paths, mask) if m], data.source, skipped)
-
-
 def merge(datasets: list[FaceDataset]) -> FaceDataset:
     """Concatenate datasets; identity names are prefixed by their source folder."""
-    crops, labels, names, paths, offset = [], [], [], [], 0
+    crops, labels, names, paths, points, offset = [], [], [], [], [], 0
     skipped = SkipCounts()
     for d in datasets:
         crops.append(d.crops)
+        points.append(d.landmarks if d.landmarks is not None else np.full((len(d), 5, 2), np.nan, np.float32))
         labels.append(d.labels + offset)
         prefix = Path(d.source).name
         names += [f"{prefix}/{n}" for n in d.names]
@@ -173,27 +175,7 @@ def merge(datasets: list[FaceDataset]) -> FaceDataset:
     if not crops:
         raise DatasetError("no datasets given")
     return FaceDataset(np.concatenate(crops), np.concatenate(labels), names, paths,
-                       "+".join(d.source for d in datasets), skipped)
-
-
-def load_training_set(roots: list[str | Path], size: int, cache_dir: str | Path | None,
-                      min_images: int = 2, exclude: set[str] | None = None,
-                      progress: bool = True) -> FaceDataset:
-    """Align, filter and merge several folder-per-identity datasets for training."""
-    parts = []
-    for root in roots:
-        data = select_identities(align_folder(root, size, cache_dir, progress), min_images, exclude)
-        log.info("%s: using %d images of %d identities (skipped %d singleton, %d excluded identities)",
-                 root, len(data), data.num_identities, data.skipped.singleton_identities,
-                 data.skipped.excluded_identities)
-        parts.append(data)
-    data = merge(parts)
-    if len(data) == 0 or data.num_identities < 2:
-        raise DatasetError(
-            f"no usable training data in {', '.join(map(str, roots))}: need at least two "
-            f"identities with {min_images}+ images that contain a detectable face "
-            f"(skipped: {data.summary()['skipped']})")
-    return data
+                       "+".join(d.source for d in datasets), skipped, np.concatenate(points))
 
 
 def _progress(items, desc, enabled):

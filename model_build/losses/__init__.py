@@ -29,35 +29,38 @@ from model_build.losses.triplet import (
     triplet_loss,
 )
 
+# name -> (wrapper factory, the run options it takes). The one place that knows which
+# option goes to which loss: get_loss passes each loss only its own.
 _FACTORIES = {
-    "triplet-semi-hard": lambda **kw: TripletLoss(mining="semi-hard", **kw),
-    "triplet-batch-hard": lambda **kw: TripletLoss(mining="batch-hard", **kw),
-    "triplet-batch-all": lambda **kw: TripletLoss(mining="batch-all", **kw),
-    "triplet-distance-weighted": lambda **kw: TripletLoss(mining="distance-weighted", **kw),
-    "margin": lambda **kw: MarginLoss(**kw),
-    "contrastive": lambda **kw: ContrastiveLoss(**kw),
-    "binary-head": lambda **kw: BinaryPairLoss(chi_squared=False, **kw),
-    "binary-head-chi2": lambda **kw: BinaryPairLoss(chi_squared=True, **kw),
+    "triplet-semi-hard": (lambda **kw: TripletLoss(mining="semi-hard", **kw), ("margin",)),
+    "triplet-batch-hard": (lambda **kw: TripletLoss(mining="batch-hard", **kw), ("margin",)),
+    "triplet-batch-all": (lambda **kw: TripletLoss(mining="batch-all", **kw), ("margin",)),
+    "triplet-distance-weighted": (lambda **kw: TripletLoss(mining="distance-weighted", **kw), ("margin",)),
+    "margin": (lambda **kw: MarginLoss(**kw), ("margin",)),
+    "contrastive": (lambda **kw: ContrastiveLoss(**kw), ("margin",)),
+    "binary-head": (lambda **kw: BinaryPairLoss(chi_squared=False, **kw), ("embedding_dim",)),
+    "binary-head-chi2": (lambda **kw: BinaryPairLoss(chi_squared=True, **kw), ("embedding_dim",)),
 }
 
-from model_build.loss_names import LOSS_NAMES  # noqa: E402
+from model_build.loss_names import METRIC_LOSS_NAMES  # noqa: E402
 
-assert set(LOSS_NAMES) == set(_FACTORIES), "keep model_build/loss_names.py in step with the factories"
+assert set(METRIC_LOSS_NAMES) == set(_FACTORIES), "keep model_build/loss_names.py in step with the factories"
+LOSS_NAMES = METRIC_LOSS_NAMES
 
 
-def get_loss(name: str, **kwargs):
-    """Keras loss for a config name; kwargs go to the wrapper's constructor.
+def get_loss(name: str, **options):
+    """Keras metric loss for a config name, given the run's options; each loss takes
+    the ones it knows (see _FACTORIES) and ignores the rest.
 
-    e.g. ``get_loss("triplet-semi-hard", margin=0.3)`` or
-    ``get_loss("binary-head", embedding_dim=128)``.
+    e.g. ``get_loss("triplet-semi-hard", margin=0.3, embedding_dim=128)``.
     """
     try:
-        factory = _FACTORIES[name]
+        factory, takes = _FACTORIES[name]
     except KeyError:
         raise ValueError(
-            f"Unknown loss {name!r}; valid names: " + ", ".join(LOSS_NAMES)
+            f"Unknown loss {name!r}; valid names: " + ", ".join(METRIC_LOSS_NAMES)
         ) from None
-    return factory(**kwargs)
+    return factory(**{k: v for k, v in options.items() if k in takes})
 
 
 __all__ = [

@@ -1,0 +1,38 @@
+"""A training run's settings, importable without TensorFlow (the command line reads its
+defaults before TensorFlow is loaded)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from model_build.data.views import ViewConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run produces (saved with the run)."""
+
+    input_size: int = 112
+    embedding_size: int = 128
+    width: float = 1.0
+    teacher: str = "sface"
+    losses: str = "distill=1,relational=1,triplet-semi-hard=0.5"
+    margin: float = 0.2                 # the metric loss's α (triplet) or margin
+    identities_per_batch: int = 16      # P
+    images_per_identity: int = 4        # K
+    unlabelled_per_batch: int = 64      # U: any image, single-image people included
+    steps: int = 8000
+    learning_rate: float = 3e-3
+    warmup_steps: int = 300
+    weight_decay: float = 5e-5
+    seed: int = 0
+    checkpoint_every: int = 250
+    views: dict = field(default_factory=lambda: asdict(ViewConfig()))
+
+    @property
+    def labelled_rows(self) -> int:
+        return self.identities_per_batch * self.images_per_identity
+
+    @property
+    def batch_size(self) -> int:
+        return self.labelled_rows + self.unlabelled_per_batch
