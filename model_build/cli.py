@@ -130,14 +130,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _flip_average_of(model_path: Path) -> bool:
-    """A .tflite's flip_average setting from the model.json beside it (off without one)."""
-    meta = model_path.with_name("model.json")
-    if model_path.suffix != ".tflite" or not meta.is_file():
-        return False
-    return bool(json.loads(meta.read_text()).get("embedding", {}).get("flip_average", False))
-
-
 def _embed_fn(model_path: Path, flip_average: bool = False):
     """uint8 crops -> embeddings for a .tflite (through the runtime) or Keras model.
 
@@ -154,10 +146,11 @@ def _embed_fn(model_path: Path, flip_average: bool = False):
 
 
 def cmd_evaluate(args) -> int:
+    from daemon.embeddings.card import flip_average_of
     from model_build.data.datasets import align_folder
     from model_build.evaluate import evaluate, write_evaluation_report
 
-    embed, size = _embed_fn(Path(args.model), _flip_average_of(Path(args.model)))
+    embed, size = _embed_fn(Path(args.model), flip_average_of(args.model))
     data = align_folder(args.data, size, args.cache_dir, not args.no_progress)
     ev = evaluate(embed, data, _protocol(args.pairs), args.folds, target_far=args.target_far,
                   progress=not args.no_progress)
@@ -191,7 +184,8 @@ def cmd_export(args) -> int:
     from model_build.data.datasets import align_folder, merge
     from model_build.evaluate import evaluate, write_evaluation_report
     from model_build.evaluators.pairs import people_in_folds
-    from model_build.export.tflite import ExportError, export, write_metadata
+    from daemon.embeddings.card import calibrate, write_card
+    from model_build.export.tflite import ExportError, export
     from model_build.train import load_trained
 
     run_dir, out = Path(args.run_dir), Path(args.out)
@@ -244,9 +238,8 @@ def cmd_export(args) -> int:
             **{f"far_{row['far']:g}": row["threshold"] for row in int8["all_vs_all"]["tar_at_far"]},
             "lfw_accuracy": int8["pairs"]["accuracy"]["threshold_mean"],
         }
-        meta["evaluation"] = {kind: _brief(s) for kind, s in evaluations.items()}
-    meta["thresholds"] = thresholds
-    write_metadata(out, meta)
+    calibrate(meta, thresholds, {kind: _brief(s) for kind, s in evaluations.items()} if eval_data is not None else None)
+    write_card(out, meta)
     log.info("exported %s (%s, %d bytes), match threshold %.4f", out / "encoder.tflite",
              meta["model_id"], meta["files"]["int8"]["bytes"], thresholds["match"])
     return 0
