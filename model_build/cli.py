@@ -93,6 +93,9 @@ def _training_set(args, cfg, excluded: set[str]):
 
 
 def cmd_train(args) -> int:
+    if args.threads:  # before TensorFlow starts its thread pools
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from model_build.data.datasets import DatasetError
     from model_build.data.views import ViewConfig
     from model_build.evaluators.pairs import people_in_folds
@@ -324,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="KERAS", help="start from these weights (e.g. model_build/weights/encoder.keras)")
     t.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering views and running the teacher")
     t.add_argument("--eval-every", type=int, default=1000, help="score held-out folds every N steps")
+    t.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all cores)")
     t.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     t.set_defaults(func=cmd_train)
 
