@@ -1,7 +1,7 @@
 """The door daemon's main loop.
 
-    frame -> faces -> quality gate -> aligned crops -> embeddings -> matches -> decision -> events
-    (frames)  (faces)  (quality)        (faces.align)   (embeddings)  (matching)  (decision)  (events)
+    frame -> faces -> quality gate -> aligned crops -> embeddings -> matches -> liveness -> decision -> events
+    (frames)  (faces)  (quality)        (faces.align)   (embeddings)  (matching)  (liveness)  (decision)  (events)
 
 One thread does all of that, plus the gallery and outbox writes; paho's thread only
 receives and validates (see daemon/sync/link.py). Nothing a camera, a broker or a
@@ -31,6 +31,7 @@ from daemon.faces.align import align_face, to_gray
 from daemon.faces.detect import Face
 from daemon.frames import Frame, FrameSource, ResilientSource, open_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
+from daemon.liveness import FacePoints, Verdict, build_gate
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
 from daemon.quality import DESCRIPTIONS, QualityPolicy
 from daemon.sync import topics
@@ -38,7 +39,7 @@ from daemon.sync.publish import iso_utc
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "detect", "align", "embed", "match", "decide")
+STAGES = ("capture", "detect", "align", "embed", "match", "liveness", "decide")
 UNKNOWN_KEY = "<unknown>"  # the "person" unknown faces vote for
 FLUSH_TIMEOUT_S = 3.0
 
@@ -105,6 +106,7 @@ class Service:
                                      cfg.quality.min_eye_distance_px, cfg.quality.min_blur)
         self.decider = UnlockDecider(cfg.decision.k, cfg.decision.n, cfg.decision.cooldown_s)
         self.unknown_decider = UnlockDecider(cfg.decision.k, cfg.decision.n, cfg.events.unknown_face_interval_s)
+        self.liveness = None  # a LivenessGate, built with the models in start(); None = mode off
         self.gallery: Gallery | None = None
         self.matcher: Matcher | None = None
         self.source: ResilientSource | None = None
@@ -157,6 +159,7 @@ class Service:
                                         num_threads=self.cfg.model.threads)
         if self.detector is None:
             self.detector = FaceDetector(num_threads=self.cfg.model.threads)
+        self.liveness = build_gate(self.cfg.liveness, num_threads=self.cfg.model.threads)
 
     @property
     def model_id(self) -> str:
@@ -164,7 +167,7 @@ class Service:
 
     def _seed_gallery(self, photos_dir: str) -> None:
         def embed(image: np.ndarray) -> np.ndarray:
-            crops, skipped = self._faces_to_crops(image, self.detector.detect(image), max_faces=1)
+            crops, _, skipped = self._faces_to_crops(image, self.detector.detect(image), max_faces=1)
             if not crops:
                 raise PhotoRejected(DESCRIPTIONS[skipped[0]] if skipped else "no face found")
             return self.encoder.embed(crops[0])[0]
@@ -250,7 +253,7 @@ class Service:
         t = self._lap("detect", t)
         outcome.faces = len(faces)
         self.counters.faces += len(faces)
-        crops, outcome.skipped = self._faces_to_crops(image, faces, self.cfg.quality.max_faces)
+        crops, kept, outcome.skipped = self._faces_to_crops(image, faces, self.cfg.quality.max_faces)
         self.counters.skipped_faces.update(outcome.skipped)
         t = self._lap("align", t)
         if crops:
@@ -259,6 +262,16 @@ class Service:
             outcome.results = self.matcher.match_many(embeddings)
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in outcome.results)
+        # ---- liveness hook (issue 11): measure only faces that matched someone ----
+        if self.liveness is not None:
+            now = self._clock()
+            for face, result in zip(kept, outcome.results):
+                if result.status == MATCH:
+                    self.liveness.observe(result.person_id, image, FacePoints.of(face), now)
+            for person_id in self.liveness.expire(now):
+                log.info("liveness: rejected a presentation of %s (no live evidence before it ended)", person_id)
+            t = self._lap("liveness", t)
+        # ---- end of liveness hook ----
         outcome.events = self._decide(outcome.results)
         self._lap("decide", t)
         return outcome
@@ -268,10 +281,12 @@ class Service:
         self.timer.add(stage, now - since)
         return now
 
-    def _faces_to_crops(self, image: np.ndarray, faces: list[Face], max_faces: int) -> tuple[list, list[str]]:
+    def _faces_to_crops(self, image: np.ndarray, faces: list[Face],
+                        max_faces: int) -> tuple[list, list[Face], list[str]]:
         """The quality gate and alignment, largest face first (the same order and the same
-        align_face call as daemon.faces.align.prepare_faces, so crops match enrollment's)."""
-        crops, skipped = [], []
+        align_face call as daemon.faces.align.prepare_faces, so crops match enrollment's).
+        Returns the crops, the faces they came from, and the reasons for skipped faces."""
+        crops, kept, skipped = [], [], []
         gray = None
         for face in sorted(faces, key=lambda f: -(f.width * f.height))[:max_faces]:
             problem = self.quality.face_problem(face)
@@ -281,9 +296,10 @@ class Service:
                 problem = self.quality.crop_problem(crop)
             if problem is None:
                 crops.append(crop)
+                kept.append(face)
             else:
                 skipped.append(problem)
-        return crops, skipped
+        return crops, kept, skipped
 
     def _decide(self, results: list[MatchResult]) -> list[dict]:
         now, wall = self._clock(), self._wall()
@@ -292,11 +308,25 @@ class Service:
             if r.status == MATCH:
                 matched[r.person_id] = min(r.distance, matched.get(r.person_id, r.distance))
         events = []
-        for unlock in self.decider.observe(matched, now):
+        verdicts: dict[str, Verdict] = {}
+
+        def live(unlock) -> bool:  # liveness hook (issue 11): the vote says unlock; does liveness agree?
+            verdict = self.liveness.decide(unlock.person_id, now) if self.liveness is not None else None
+            log.debug("decision %s: matched in %d of the last %d frames (best distance %.3f); %s -> %s",
+                      unlock.person_id, unlock.frames_voted, self.decider.n, unlock.distance,
+                      f"liveness {verdict.mode}: {verdict.explain()}" if verdict else "liveness off",
+                      "unlock" if verdict is None or verdict.passed else "no unlock")
+            if verdict is not None:
+                verdicts[unlock.person_id] = verdict
+            return verdict is None or verdict.passed
+
+        for unlock in self.decider.observe(matched, now, gate=live):
+            verdict = verdicts.get(unlock.person_id)
             events.append(unlock_event(
                 device_id=self.cfg.device.id, site=self.cfg.device.site, person_id=unlock.person_id,
                 name=self.matcher.index.name_of(unlock.person_id), distance=unlock.distance,
-                frames_voted=unlock.frames_voted, model_id=self.model_id, ts=wall))
+                frames_voted=unlock.frames_voted, model_id=self.model_id, ts=wall,
+                liveness=verdict.to_event() if verdict else None))
         if self.cfg.events.unknown_face:
             unknown = [r.distance for r in results if r.status == UNKNOWN]
             for vote in self.unknown_decider.observe({UNKNOWN_KEY: min(unknown)} if unknown else {}, now):
@@ -410,6 +440,7 @@ class Service:
                        "reopen_count": src.reopen_count if src else 0,
                        "last_error": src.last_error if src else None},
             "broker": {"connected": bool(self.link and self.link.connected)} if self.link else None,
+            "liveness": self.liveness.health() if self.liveness is not None else {"mode": "off"},
             "last_error": errors[0] if errors else None,
             "timings_ms": self.timer.snapshot(),
         }
