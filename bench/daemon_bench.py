@@ -60,7 +60,9 @@ def make_frames(folder: Path, count: int = 24) -> Path:
     return folder
 
 
-def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int) -> dict:
+def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int, liveness: str = "off") -> dict:
+    """The Service loop on replayed frames. The frames' faces are enrolled, so with ``liveness``
+    on every face is also checked (still photos never pass: the cost is paid on every frame)."""
     from daemon.config import config_from_dict
     from daemon.service import STAGES, Service
 
@@ -69,6 +71,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
         "source": {"kind": "replay", "path": str(frames_dir), "fps": 0.0, "loop": True},
         "model": {"path": model or "", "threads": 1},
         "gallery": {"photos": str(FACES)},
+        "liveness": {"mode": liveness},
     }, env={})
     service = Service(cfg, stdout=io.StringIO())
     service.start()
@@ -88,6 +91,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
     service.close()
     return {
         "frames": n_frames, "frame_size": "640x480", "faces_embedded_per_frame": round(faces / n_frames, 2),
+        "liveness": liveness,
         "stages_ms": {s: round(timer.total_s[s] / max(timer.count[s], 1) * 1000, 3) for s in STAGES},
         "per_frame_ms": round(elapsed / n_frames * 1000, 3),
         "fps": round(n_frames / elapsed, 1),

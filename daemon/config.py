@@ -109,6 +109,9 @@ class LivenessConfig:
                              "judges each frame for print or screen), or both (blink and passive).")
     window_s: float = doc(5.0, "An unlock needs the k-of-n match and the liveness evidence of the same "
                                "person within the last this many seconds.")
+    evidence_margin: float = doc(0.1, "A face that misses the match threshold by at most this much (closed eyes "
+                                      "do that) still counts as liveness evidence of the person matched at the "
+                                      "same place within the window; it never counts as a match.")
     blink_closed_ear: float = doc(0.17, "blink: eyes count as closed when both eye aspect ratios are at "
                                         "or below this.")
     blink_open_ear: float = doc(0.21, "blink: eyes count as open when the more open eye's aspect ratio is "
@@ -263,6 +266,7 @@ def validate(cfg: Config) -> Config:
     lv = cfg.liveness
     _check(lv.mode in LIVENESS_MODES, f"liveness.mode must be one of {', '.join(LIVENESS_MODES)} (got {lv.mode!r})")
     _check(0 < lv.window_s <= 60, f"liveness.window_s must be in (0, 60] (got {lv.window_s})")
+    _check(0 <= lv.evidence_margin <= 0.5, f"liveness.evidence_margin must be in 0..0.5 (got {lv.evidence_margin})")
     _check(0 < lv.blink_closed_ear < 1, f"liveness.blink_closed_ear must be in (0, 1) (got {lv.blink_closed_ear})")
     _check(lv.blink_closed_ear < lv.blink_open_ear < 1,
            "liveness.blink_open_ear must be above liveness.blink_closed_ear and below 1 "

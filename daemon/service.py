@@ -262,12 +262,11 @@ class Service:
             outcome.results = self.matcher.match_many(embeddings)
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in outcome.results)
-        # ---- liveness hook (issue 11): measure only faces that matched someone ----
+        # ---- liveness hook (issue 11): measure only faces that matched (or just matched) someone ----
         if self.liveness is not None:
             now = self._clock()
-            for face, result in zip(kept, outcome.results):
-                if result.status == MATCH:
-                    self.liveness.observe(result.person_id, image, FacePoints.of(face), now)
+            self.liveness.observe_frame(image, [(FacePoints.of(f), r) for f, r in zip(kept, outcome.results)],
+                                        self.matcher.threshold, now)
             for person_id in self.liveness.expire(now):
                 log.info("liveness: rejected a presentation of %s (no live evidence before it ended)", person_id)
             t = self._lap("liveness", t)

@@ -28,4 +28,4 @@ def build_gate(cfg, num_threads: int = 1) -> LivenessGate | None:
         from daemon.liveness.passive import PAD_PATH, PadModel, PassiveCue
         model = PadModel(cfg.passive_model or PAD_PATH, num_threads=num_threads)
         cues.append(PassiveCue(model, cfg.passive_threshold or None, cfg.passive_min_frames))
-    return LivenessGate(cfg.mode, cues, cfg.window_s)
+    return LivenessGate(cfg.mode, cues, cfg.window_s, cfg.evidence_margin)

@@ -1,7 +1,11 @@
 """The liveness policy: which cues an unlock needs, and the evidence window.
 
 Evidence is kept per *person*: only faces that matched someone are measured, and their
-readings are filed under the person they matched. When the k-of-n vote wants to unlock
+readings are filed under the person they matched. A closed-eye frame often misses the
+match threshold (the eyes are half of what the encoder looks at), so a face also counts
+for a person it did not quite match when it is that person's face a moment later: the
+person was matched within the window, the face's nearest person is still them, no more
+than ``evidence_margin`` beyond the threshold, and it overlaps where they just were. When the k-of-n vote wants to unlock
 a person, every cue of the mode judges that person's readings of the last ``window_s``
 seconds; all must pass. So the live evidence comes from the same faces, inside the
 same window, as the match. A refused unlock starts no cooldown: the next frame may
@@ -21,11 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.liveness.cue import Cue, CueResult, FacePoints, Reading
+from daemon.matching import MATCH, MatchResult
 
 log = logging.getLogger(__name__)
 
 MODES = {"off": (), "blink": ("blink",), "passive": ("passive",), "both": ("blink", "passive")}
 MAX_READINGS = 256  # per person and cue: a window at 30 fps for 8 s; bounds memory
+MIN_FOLLOW_IOU = 0.3  # a face this much overlapping the person's last matched box is "where they just were"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class _Track:
     readings: dict[str, deque] = field(default_factory=dict)
     last_seen: float = 0.0
     refused: int = 0
+    box: tuple | None = None      # where the person's face last matched
+    matched_at: float | None = None
 
 
 @dataclass
@@ -69,7 +77,7 @@ class LivenessCounters:
 class LivenessGate:
     """Collects readings of matched faces and judges them when an unlock is due."""
 
-    def __init__(self, mode: str, cues: list[Cue], window_s: float):
+    def __init__(self, mode: str, cues: list[Cue], window_s: float, evidence_margin: float = 0.0):
         if mode not in MODES or mode == "off":
             raise ValueError(f"liveness mode must be one of {', '.join(m for m in MODES if m != 'off')} "
                              f"(got {mode!r}); mode off means no gate at all")
@@ -78,15 +86,39 @@ class LivenessGate:
             raise ValueError(f"mode {mode!r} needs the cues {MODES[mode]}, got {names}")
         if window_s <= 0:
             raise ValueError(f"window_s must be > 0 (got {window_s})")
-        self.mode, self.cues, self.window_s = mode, cues, window_s
+        self.mode, self.cues, self.window_s, self.evidence_margin = mode, cues, window_s, evidence_margin
         self.counters = LivenessCounters()
         self._tracks: dict[str, _Track] = {}
 
-    def observe(self, person_id: str, image: np.ndarray, face: FacePoints, now: float) -> None:
+    def observe_frame(self, image: np.ndarray, faces: list[tuple[FacePoints, MatchResult]], threshold: float,
+                      now: float) -> None:
+        """Measure the faces of one frame that matched someone, or that follow a person just
+        matched (see the module docstring); every other face costs nothing."""
+        for face, result in faces:
+            person_id = self.whose(face, result, threshold, now)
+            if person_id is not None:
+                self.observe(person_id, image, face, now, matched=result.status == MATCH)
+
+    def whose(self, face: FacePoints, result: MatchResult, threshold: float, now: float) -> str | None:
+        """The person whose evidence this face is, or None."""
+        if result.status == MATCH:
+            return result.person_id
+        track = self._tracks.get(result.person_id) if result.person_id is not None else None
+        if (track is None or track.box is None or track.matched_at is None
+                or now - track.matched_at > self.window_s):
+            return None
+        if result.distance <= threshold + self.evidence_margin and box_iou(face.box, track.box) >= MIN_FOLLOW_IOU:
+            return result.person_id
+        return None
+
+    def observe(self, person_id: str, image: np.ndarray, face: FacePoints, now: float,
+                matched: bool = True) -> None:
         """Measure a face that matched ``person_id`` in this frame. Never raises: a cue that
         fails leaves no reading (no evidence), the frame and the match go on."""
         track = self._tracks.setdefault(person_id, _Track())
         track.last_seen = now
+        if matched:
+            track.box, track.matched_at = face.box, now
         self.counters.checked_faces += 1
         for cue in self.cues:
             try:
@@ -140,3 +172,12 @@ class LivenessGate:
                 "unusable_readings": c.unusable_readings, "errors": c.errors,
                 "refused_unlocks": c.refused_unlocks, "rejected_presentations": c.rejected_presentations,
                 "passed_presentations": c.passed_presentations}
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

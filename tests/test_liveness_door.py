@@ -1,0 +1,110 @@
+"""The door with liveness, end to end: the shipped detector, encoder, face-mesh, iris and
+PAD models on NUAA frames of one enrolled subject (tests/fixtures/liveness), replayed
+with their real timing (picture number / 20 fps).
+
+- a real sequence in which the subject blinks unlocks;
+- a print of the same subject, which the encoder matches (it unlocks with liveness off),
+  does not;
+- with liveness off the door behaves exactly as before.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.liveness_bench import NUAA_FPS, SequenceClock, TimedFrames
+from daemon.embeddings import load_encoder
+from daemon.service import Service
+from daemon_helpers import service_config
+
+LIVE = Path(__file__).resolve().parent / "fixtures" / "liveness"
+PERSON = "nuaa_0005"
+OLD_KEYS = {"event", "event_id", "device_id", "site", "person_id", "name", "distance", "frames_voted", "model_id", "ts"}
+
+
+@pytest.fixture(scope="module")
+def encoder(encoder_model):
+    return load_encoder(encoder_model)
+
+
+def timed_frames(folder: str) -> list:
+    """The folder's frames at their capture times, then the empty doorway 10 s later (the
+    person has left: their presentation ends)."""
+    paths = sorted((LIVE / folder).glob("*.jpg"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    frames = [(int(p.stem.rsplit("_", 1)[1]) / NUAA_FPS, cv2.imread(str(p))) for p in paths]
+    return frames + [(frames[-1][0] + 10.0, np.full_like(frames[0][1], 128))]
+
+
+def run_door(tmp_path, encoder, folder: str, mode: str, **liveness):
+    cfg = service_config(tmp_path, gallery={"photos": str(LIVE / "enroll")}, liveness={"mode": mode, **liveness})
+    frames = timed_frames(folder)
+    clock = SequenceClock(frames[0][0])
+    out = io.StringIO()
+    service = Service(cfg, source=TimedFrames(frames, clock), encoder=encoder, stdout=out, clock=clock)
+    service.start()
+    try:
+        service.run(exit_at_end=True)
+    finally:
+        service.close()
+    return service, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def unlocks(events) -> list[str]:
+    return [e["person_id"] for e in events if e["event"] == "unlock"]
+
+
+def test_the_print_is_matched_so_without_liveness_it_opens_the_door(tmp_path, encoder):
+    """The premise of the next tests: the encoder recognises the printed photo."""
+    service, events = run_door(tmp_path, encoder, "print_attack", "off")
+    assert unlocks(events) == [PERSON]
+    assert set(events[0]) == OLD_KEYS, "mode off: the unlock event is the one from before liveness"
+    assert service.health()["liveness"] == {"mode": "off"}
+    assert service.counters.results["match"] >= 3
+
+
+def test_without_liveness_the_real_sequence_unlocks_as_before(tmp_path, encoder):
+    service, events = run_door(tmp_path, encoder, "real_blink", "off")
+    assert unlocks(events) == [PERSON] and "liveness" not in events[0]
+
+
+def test_a_real_sequence_with_a_blink_unlocks_and_says_the_blink_passed(tmp_path, encoder):
+    service, events = run_door(tmp_path, encoder, "real_blink", "blink")
+    assert unlocks(events) == [PERSON]
+    liveness = events[0]["liveness"]
+    assert liveness["mode"] == "blink" and liveness["passed"] == ["blink"]
+    assert liveness["cues"]["blink"]["passed"] and liveness["cues"]["blink"]["closed_ear"] <= 0.17
+    health = service.health()["liveness"]
+    assert health["passed_presentations"] == 1 and health["rejected_presentations"] == 0
+
+
+def test_the_same_persons_print_does_not_unlock_and_is_counted_as_rejected(tmp_path, encoder, caplog):
+    with caplog.at_level(logging.DEBUG, logger="daemon.service"):
+        service, events = run_door(tmp_path, encoder, "print_attack", "blink")
+    assert unlocks(events) == []
+    health = service.health()["liveness"]
+    assert health["refused_unlocks"] >= 1, "the vote wanted to unlock: liveness said no"
+    assert health["rejected_presentations"] == 1, "the print's presentation ended refused"
+    decisions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
+    assert len(decisions) == health["refused_unlocks"], "one -v line per decision"
+    assert f"decision {PERSON}: matched in" in decisions[0] and "blink failed" in decisions[0]
+    assert decisions[0].endswith("-> no unlock")
+
+
+def test_without_the_closed_eye_frame_the_real_sequence_does_not_unlock(tmp_path, encoder):
+    """The blink, not something else in the real frames, is what opens the door."""
+    frames = [f for f in timed_frames("real_blink") if f[0] != 1.0]  # picture 20 (1.0 s): eyes shut
+    cfg = service_config(tmp_path, gallery={"photos": str(LIVE / "enroll")}, liveness={"mode": "blink"})
+    clock = SequenceClock(frames[0][0])
+    out = io.StringIO()
+    service = Service(cfg, source=TimedFrames(frames, clock), encoder=encoder, stdout=out, clock=clock)
+    service.start()
+    service.run(exit_at_end=True)
+    service.close()
+    assert out.getvalue() == ""
