@@ -267,7 +267,7 @@ def cmd_train_liveness(args) -> int:
     if unknown:
         raise SystemExit(f"error: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
     cfg = PadTrainConfig(input_size=args.input_size, width=args.width, epochs=args.epochs, seed=args.seed,
-                         learning_rate=args.lr)
+                         learning_rate=args.lr, min_steps=args.min_steps)
     try:
         samples = list_samples(args.data, tuple(dict.fromkeys(args.train + args.test)))
     except LivenessDataError as exc:
@@ -374,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--run-dir", required=True)
     v.add_argument("--out", help="export folder (default: the run dir); daemon/models ships it")
     v.add_argument("--epochs", type=int, default=12)
+    v.add_argument("--min-steps", type=int, default=300, help="at least this many updates (tiny training sets)")
     v.add_argument("--lr", type=float, default=2e-3)
     v.add_argument("--input-size", type=int, default=128)
     v.add_argument("--width", type=float, default=1.0)

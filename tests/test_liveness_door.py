@@ -108,3 +108,34 @@ def test_without_the_closed_eye_frame_the_real_sequence_does_not_unlock(tmp_path
     service.run(exit_at_end=True)
     service.close()
     assert out.getvalue() == ""
+
+
+def test_a_grayscale_ir_camera_still_sees_the_blink(tmp_path, encoder):
+    frames = [(t, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)) for t, image in timed_frames("real_blink")]
+    cfg = service_config(tmp_path, gallery={"photos": str(LIVE / "enroll")}, liveness={"mode": "blink"})
+    clock = SequenceClock(frames[0][0])
+    out = io.StringIO()
+    service = Service(cfg, source=TimedFrames(frames, clock), encoder=encoder, stdout=out, clock=clock)
+    service.start()
+    service.run(exit_at_end=True)
+    service.close()
+    assert [json.loads(line)["person_id"] for line in out.getvalue().splitlines()] == [PERSON]
+
+
+def test_garbage_and_edge_of_frame_faces_do_not_stop_the_door_with_liveness_on(tmp_path, encoder):
+    real = timed_frames("real_blink")
+    t0 = real[0][0]
+    shifted = cv2.warpAffine(real[0][1], np.float32([[1, 0, 110], [0, 1, 0]]), (320, 240))  # face cut by the edge
+    garbage = [np.zeros((1, 1), np.uint8), np.zeros((4, 4, 5), np.uint8), np.full((240, 320, 3), 7, np.float32),
+               shifted]
+    frames = [(t0 - 1 + i * 0.1, g) for i, g in enumerate(garbage)] + real
+    cfg = service_config(tmp_path, gallery={"photos": str(LIVE / "enroll")}, liveness={"mode": "blink"})
+    clock = SequenceClock(frames[0][0])
+    out = io.StringIO()
+    service = Service(cfg, source=TimedFrames(frames, clock), encoder=encoder, stdout=out, clock=clock)
+    service.start()
+    service.run(exit_at_end=True)
+    service.close()
+    assert service.counters.frame_errors >= 1 and service.counters.frames == len(frames)
+    assert service.liveness.counters.errors == 0
+    assert [json.loads(line)["person_id"] for line in out.getvalue().splitlines()] == [PERSON]

@@ -43,8 +43,8 @@ def find_blink(readings: list[Reading], thresholds: BlinkThresholds) -> CueResul
         elif state == "want_closed" and r.value <= thresholds.closed_ear:
             state, closed_at = "want_reopen", r
         elif state == "want_reopen" and r.value >= thresholds.open_ear:
-            return CueResult(True, f"blink (EAR {closed_at.value:.3f} at t={closed_at.t:.2f} s, then open)",
-                             {"closed_ear": round(closed_at.value, 4)})
+            return CueResult(True, f"blink (both eyes closed at EAR {closed_at.value:.3f}, open again "
+                                   f"{r.t - closed_at.t:.2f} s later)", {"closed_ear": round(closed_at.value, 4)})
     lowest_text = f"{lowest:.3f}" if readings else "n/a"
     why = {"want_open": "eyes never seen open", "want_closed": "no eye closure",
            "want_reopen": "eyes closed, not yet reopened"}[state]

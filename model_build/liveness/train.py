@@ -83,7 +83,7 @@ def train_pad(crops: np.ndarray, live: np.ndarray, cfg: PadTrainConfig, verbose:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, epochs * batches)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                   loss=keras.losses.BinaryCrossentropy(), weighted_metrics=["accuracy"])
-    model.fit(data, epochs=epochs, verbose=verbose)
+    model.fit(data, epochs=epochs, verbose=verbose, shuffle=False)  # the dataset shuffles
     return model
 
 
