@@ -24,7 +24,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -34,7 +33,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path
 
-from bench.machine import cpu_model  # noqa: E402
+from bench.machine import cpu_model, report  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -200,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             "match": match_scaling([int(s) for s in args.sizes.split(",")], info.embedding_size, info.threshold),
             "process": daemon_process(args.model, frames, tmp / "state-process", args.cpu, args.run_s),
         }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report(result, args.json)
     return 0
 
 

@@ -16,6 +16,10 @@
    print-attack sequences, TUR, and the seconds liveness adds to an unlock.
 5. cost: milliseconds per face of each cue, and end-to-end fps with liveness on
    (bench.daemon_bench's pipeline), pinned to one core.
+6. rigidity (the optional geometric cue, not shipped): how far consecutive face-mesh
+   point sets are from one homography (a moved flat print should be close, a real head
+   not), real vs print.
+7. window: the door-level replay again with other liveness windows (``--windows``).
 
 NUAA frames are timed by their picture number at 20 fps (the capture rate in Tan et al.).
 Timings are taken here, never in tests.
@@ -42,7 +46,7 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.machine import cpu_model  # noqa: E402
+from bench.machine import cpu_model, report  # noqa: E402
 from daemon.frames import Frame  # noqa: E402
 
 NUAA_FPS = 20.0
@@ -223,9 +227,10 @@ def frame_passive_section(readings: dict, threshold: float) -> dict:
 def cross_section(run_dirs: list[str]) -> dict:
     out = {}
     for run in run_dirs:
-        report = json.loads((Path(run) / "report.json").read_text())
-        out[Path(run).name] = {"train": report["training"]["train"], "train_samples": report["training"]["train_samples"],
-                               "test": report.get("test", {})}
+        run_report = json.loads((Path(run) / "report.json").read_text())
+        out[Path(run).name] = {"train": run_report["training"]["train"],
+                               "train_samples": run_report["training"]["train_samples"],
+                               "test": run_report.get("test", {})}
     return out
 
 
@@ -308,6 +313,46 @@ def summarize_door(rows: list[dict], off_rows: list[dict] | None) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- 6. rigidity
+
+def homography_residual(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS distance of mesh points b from a's points under the best homography a -> b, in
+    inter-ocular distances: 0 for any motion of a flat picture, more for a 3-D head that turns."""
+    h, _ = cv2.findHomography(a.astype(np.float64), b.astype(np.float64), 0)
+    if h is None:
+        return float("nan")
+    mapped = cv2.perspectiveTransform(a[None].astype(np.float64), h)[0]
+    return float(np.sqrt(np.mean(np.sum((mapped - b) ** 2, axis=1))) / np.linalg.norm(b[33] - b[263]))
+
+
+def rigidity_section(root: Path, seqs, detector) -> dict:
+    from daemon.liveness.eyes import EyeLandmarker
+    from model_build.liveness.data import load_frame
+    landmarker = EyeLandmarker()
+    pairs = {True: [], False: []}
+    per_sequence = {True: [], False: []}
+    for (live, _), samples in seqs.items():
+        meshes = []
+        for s in samples:
+            image = load_frame(root, s)
+            face = largest_face(detector, image)
+            if face is not None:
+                meshes.append(landmarker.read(image, face.box, face.landmarks[0], face.landmarks[1]).mesh)
+        residuals = [homography_residual(a, b) for a, b in zip(meshes, meshes[1:])]
+        pairs[live] += residuals
+        if residuals:
+            per_sequence[live].append(float(np.percentile(residuals, 90)))
+    out = {}
+    for live, name in ((True, "real"), (False, "print_attack")):
+        out[name] = {"frame_pairs": len(pairs[live]),
+                     "residual_percentiles_10_50_90": [round(float(v), 4) for v in
+                                                       np.percentile(pairs[live], [10, 50, 90])],
+                     "sequence_p90_median": round(float(np.median(per_sequence[live])), 4)}
+    out["auc_frame_pairs"] = round(_auc(np.array(pairs[True]), np.array(pairs[False])), 4)
+    out["auc_sequences"] = round(_auc(np.array(per_sequence[True]), np.array(per_sequence[False])), 4)
+    return out
+
+
 # ---------------------------------------------------------------- 5. cost
 
 def cost_section(root: Path, seqs, detector, pad_model: Path, n: int) -> dict:
@@ -355,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pad-folds", required=True,
                         help="run-dir pattern of the leave-one-subject-out PAD models, with {subject}")
     parser.add_argument("--cross", nargs="*", default=[], help="cross-dataset train-liveness run dirs")
-    parser.add_argument("--sections", default="eyes,passive,presentation,door,cost,fps")
+    parser.add_argument("--sections", default="eyes,passive,presentation,door,window,rigidity,cost,fps")
     parser.add_argument("--modes", default=",".join(MODES), help="door-level modes to replay")
+    parser.add_argument("--windows", default="3,8,10", help="other liveness windows for the door-level replay")
     parser.add_argument("--frames", type=int, default=300, help="frames per end-to-end fps run")
     parser.add_argument("--cost-faces", type=int, default=300)
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)))
@@ -381,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = FaceDetector()
     seqs = nuaa_sequences(root)
     needs_pad = bool(sections & {"passive", "presentation", "cost"}) or (
-        "door" in sections and bool({"passive", "both"} & set(args.modes.split(","))))
+        bool(sections & {"door", "window"}) and bool({"passive", "both"} & set(args.modes.split(","))))
     # The folds all carry the threshold train-liveness was given; the config's wins when set.
     threshold = defaults.passive_threshold or (PadInfo.load(fold_model("0001")).threshold if needs_pad else None)
     settings = {"blink": BlinkThresholds(defaults.blink_closed_ear, defaults.blink_open_ear),
@@ -403,14 +449,22 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             result["door"] = door_section(root, seqs, load_encoder(None), detector, fold_model, args.modes.split(","),
                                           defaults.window_s, Path(tmp))
+    if "window" in sections:
+        result["door_by_window"] = {}
+        for w in (float(x) for x in args.windows.split(",") if x):
+            with tempfile.TemporaryDirectory() as tmp:
+                door = door_section(root, seqs, load_encoder(None), detector, fold_model,
+                                    args.modes.split(","), w, Path(tmp))
+            result["door_by_window"][str(w)] = door["per_mode"]
+            if "presentation" in result:
+                result["door_by_window"][str(w)]["presentations"] = presentation_section(readings, w, settings)
+    if "rigidity" in sections:
+        result["rigidity"] = rigidity_section(root, seqs, detector)
     if "cost" in sections:
         result["cost_per_face"] = cost_section(root, seqs, detector, fold_model("0001"), args.cost_faces)
     if "fps" in sections:
         result["end_to_end"] = fps_section(args.frames)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report(result, args.json, indent=1)
     return 0
 
 

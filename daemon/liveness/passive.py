@@ -22,7 +22,7 @@ import numpy as np
 from daemon.faces.detect import as_bgr
 from daemon.liveness.crops import Region, crop, eye_angle
 from daemon.liveness.cue import CueResult, FacePoints, Reading
-from daemon.runtime import ModelError, load_interpreter
+from daemon.runtime import ModelError, dequantize, load_interpreter, quantize
 
 PAD_PATH = Path(__file__).resolve().parent.parent / "models" / "liveness_pad.tflite"
 # Side of the region in eye distances: a detector's face box is ~2.35 eye distances
@@ -99,23 +99,10 @@ class PadModel:
         """P(live) for uint8 RGB crops (N, S, S, 3) cut by :func:`pad_crop`."""
         out = np.empty(len(crops), np.float32)
         for i, c in enumerate(normalize_pad_crops(crops)):
-            self._it.set_tensor(self._in, self._quantize(c[None]))
+            self._it.set_tensor(self._in, quantize(c[None], self._in_dtype, self._in_q))
             self._it.invoke()
-            out[i] = self._dequantize(self._it.get_tensor(self._out)).ravel()[0]
+            out[i] = dequantize(self._it.get_tensor(self._out), self._out_dtype, self._out_q).ravel()[0]
         return out
-
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        if self._in_dtype == np.float32:
-            return x
-        scale, zero = self._in_q
-        lim = np.iinfo(self._in_dtype)
-        return np.clip(np.round(x / scale) + zero, lim.min, lim.max).astype(self._in_dtype)
-
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self._out_dtype == np.float32:
-            return y.astype(np.float32)
-        scale, zero = self._out_q
-        return (y.astype(np.float32) - zero) * scale
 
 
 def normalize_pad_crops(crops: np.ndarray) -> np.ndarray:
