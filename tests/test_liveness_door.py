@@ -122,3 +122,17 @@ def test_garbage_and_edge_of_frame_faces_do_not_stop_the_door_with_liveness_on(t
     assert service.counters.frame_errors >= 1 and service.counters.frames == len(frames)
     assert service.liveness.counters.errors == 0
     assert unlocks(events) == [PERSON]
+
+
+@pytest.mark.parametrize("mode", ["passive", "both"])
+def test_with_the_shipped_pad_network_the_real_sequence_unlocks_and_the_print_does_not(tmp_path, encoder, mode):
+    """The wiring of the passive cue (crop, int8 model, threshold, window mean). The shipped
+    network was trained on all of NUAA, these frames included, so this is no measure of how
+    well it generalises: that is bench/liveness_bench.py's job (docs/liveness.md)."""
+    service, events = run_door(tmp_path / "real", encoder, "real_blink", mode)
+    assert unlocks(events) == [PERSON]
+    assert events[0]["liveness"]["passed"] == (["passive"] if mode == "passive" else ["blink", "passive"])
+    assert events[0]["liveness"]["cues"]["passive"]["score"] >= 0.5
+    service, events = run_door(tmp_path / "print", encoder, "print_attack", mode)
+    assert unlocks(events) == []
+    assert service.health()["liveness"]["rejected_presentations"] == 1
