@@ -73,6 +73,7 @@ class EyeReading:
     ear_left: float
     presence: float       # face mesh's face-presence probability
     mesh: np.ndarray      # (468, 2) mesh points in image pixels (for geometric cues)
+    eyes: tuple[np.ndarray, np.ndarray]  # (71, 2) iris-model eye contours in image pixels, right then left
 
 
 class EyeLandmarker:
@@ -89,20 +90,25 @@ class EyeLandmarker:
         region = face_region(box, right_eye, left_eye, FACE_SCALE)
         mesh_out, flag = self._mesh.run(_unit(crop(rgb, region, MESH_SIZE)))
         mesh = to_image(mesh_out.reshape(468, 3), region, MESH_SIZE)
-        ears = [self._eye_ear(rgb, mesh, corners, mirrored)
+        eyes = [self._eye_contour(rgb, mesh, corners, mirrored)
                 for corners, mirrored in ((RIGHT_EYE_CORNERS, False), (LEFT_EYE_CORNERS, True))]
+        ears = [eye_aspect_ratio(e) for e in eyes]
         return EyeReading(ear=float(np.mean(ears)), ear_right=ears[0], ear_left=ears[1],
-                          presence=_sigmoid(float(flag.ravel()[0])), mesh=mesh.astype(np.float32))
+                          presence=_sigmoid(float(flag.ravel()[0])), mesh=mesh.astype(np.float32),
+                          eyes=(eyes[0].astype(np.float32), eyes[1].astype(np.float32)))
 
-    def _eye_ear(self, rgb: np.ndarray, mesh: np.ndarray, corners, mirrored: bool) -> float:
+    def _eye_contour(self, rgb: np.ndarray, mesh: np.ndarray, corners, mirrored: bool) -> np.ndarray:
+        """The iris model's 71 contour points of one eye, in image pixels."""
         a, b = mesh[corners[0]], mesh[corners[1]]
         region = Region(tuple((a + b) / 2), float(np.linalg.norm(b - a)) * EYE_SCALE, eye_angle(a, b))
         patch = crop(rgb, region, IRIS_SIZE)
         if mirrored:
             patch = patch[:, ::-1]
         contour, _iris = self._iris.run(_unit(patch))
-        # The EAR is a ratio, so it can be taken in crop coordinates (mirroring keeps it).
-        return eye_aspect_ratio(contour.reshape(71, 3))
+        contour = contour.reshape(71, 3)[:, :2].astype(np.float64)
+        if mirrored:  # back to the unmirrored crop (MediaPipe's FLIP_HORIZONTALLY on the landmarks)
+            contour[:, 0] = IRIS_SIZE - contour[:, 0]
+        return to_image(contour, region, IRIS_SIZE)
 
 
 def _unit(rgb: np.ndarray) -> np.ndarray:
