@@ -201,7 +201,12 @@ def ever_passes(rows, cues: tuple[str, ...], window_s: float, settings) -> bool:
 def presentation_section(readings: dict, window_s: float, settings) -> dict:
     from daemon.liveness.policy import MODES as CUES
     from model_build.evaluators.pad import pad_errors
-    out = {}
+    closed = settings["blink"].closed_ear
+    out = {"frames_read_closed": {
+        name: {"closed": sum(b is not None and b <= closed for k, rows in readings.items() if k[0] == live
+                             for _, b, _ in rows),
+               "frames": sum(b is not None for k, rows in readings.items() if k[0] == live for _, b, _ in rows)}
+        for live, name in ((True, "real"), (False, "print_attack"))}}
     for mode in ("blink", "passive", "both"):
         passed = np.array([ever_passes(rows, CUES[mode], window_s, settings) for rows in readings.values()])
         live = np.array([k[0] for k in readings])
@@ -432,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     threshold = defaults.passive_threshold or (PadInfo.load(fold_model("0001")).threshold if needs_pad else None)
     settings = {"blink": BlinkThresholds(defaults.blink_closed_ear, defaults.blink_open_ear),
                 "passive_threshold": threshold, "passive_min_frames": defaults.passive_min_frames}
-    result = {"machine": {"cpu": cpu_model(), "cores_used": 1, "python": platform.python_version()},
+    result = {"machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu, "python": platform.python_version(),
+                          "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
               "command": "python -m bench liveness " + " ".join(argv if argv is not None else sys.argv[1:]),
               "settings": {"window_s": defaults.window_s, "blink_closed_ear": defaults.blink_closed_ear,
                            "blink_open_ear": defaults.blink_open_ear, "passive_threshold": threshold,
@@ -456,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 door = door_section(root, seqs, load_encoder(None), detector, fold_model,
                                     args.modes.split(","), w, Path(tmp))
             result["door_by_window"][str(w)] = door["per_mode"]
-            if "presentation" in result:
+            if "presentations" in result:
                 result["door_by_window"][str(w)]["presentations"] = presentation_section(readings, w, settings)
     if "rigidity" in sections:
         result["rigidity"] = rigidity_section(root, seqs, detector)
