@@ -140,7 +140,8 @@ def _proc_status(pid: int) -> dict:
     return fields
 
 
-def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: int, run_s: float) -> dict:
+def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: int, run_s: float,
+                   extra_args: tuple[str, ...] = ()) -> dict:
     """Time to READY=1 (first boot and restart) and RSS of `facegate run` as a process."""
     result = {}
     for label in ("first_boot", "restart", "restart_2"):
@@ -152,6 +153,7 @@ def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: in
                 "--gallery-photos", str(FACES), "--state-dir", str(state_dir)]
         if model:
             args += ["--model", model]
+        args += list(extra_args)
         started = time.perf_counter()
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "NOTIFY_SOCKET": str(sock_path)},

@@ -14,8 +14,9 @@
 4. door level: the real Service, with the shipped encoder, replays every NUAA sequence
    with all seven subjects enrolled (one real frame each): unlock rate of real and
    print-attack sequences, TUR, and the seconds liveness adds to an unlock.
-5. cost: milliseconds per face of each cue, and end-to-end fps with liveness on
-   (bench.daemon_bench's pipeline), pinned to one core.
+5. cost: milliseconds per face of each cue, end-to-end fps with liveness on
+   (bench.daemon_bench's pipeline), and `facegate run`'s READY time and memory per mode
+   (``memory``), pinned to one core.
 6. rigidity (the optional geometric cue, not shipped): how far consecutive face-mesh
    point sets are from one homography (a moved flat print should be close, a real head
    not), real vs print.
@@ -398,6 +399,18 @@ def fps_section(frames: int) -> dict:
     return out
 
 
+def memory_section(cpu: int, run_s: float = 8.0) -> dict:
+    """`facegate run` as a process per mode: READY time and resident memory (the liveness
+    models load at start)."""
+    from bench.daemon_bench import daemon_process, make_frames
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_frames(Path(tmp) / "frames")
+        for mode in MODES:
+            out[mode] = daemon_process(None, folder, Path(tmp) / f"state-{mode}", cpu, run_s, ("--liveness", mode))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench liveness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -405,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pad-folds", required=True,
                         help="run-dir pattern of the leave-one-subject-out PAD models, with {subject}")
     parser.add_argument("--cross", nargs="*", default=[], help="cross-dataset train-liveness run dirs")
-    parser.add_argument("--sections", default="eyes,passive,presentation,door,window,rigidity,cost,fps")
+    parser.add_argument("--sections", default="eyes,passive,presentation,door,window,rigidity,cost,fps,memory")
     parser.add_argument("--modes", default=",".join(MODES), help="door-level modes to replay")
     parser.add_argument("--windows", default="3,8,10", help="other liveness windows for the door-level replay")
     parser.add_argument("--frames", type=int, default=300, help="frames per end-to-end fps run")
@@ -470,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         result["cost_per_face"] = cost_section(root, seqs, detector, fold_model("0001"), args.cost_faces)
     if "fps" in sections:
         result["end_to_end"] = fps_section(args.frames)
+    if "memory" in sections:
+        result["process"] = memory_section(args.cpu)
     report(result, args.json, indent=1)
     return 0
 
