@@ -450,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     threshold = defaults.passive_threshold or (PadInfo.load(fold_model("0001")).threshold if needs_pad else None)
     settings = {"blink": BlinkThresholds(defaults.blink_closed_ear, defaults.blink_open_ear),
                 "passive_threshold": threshold, "passive_min_frames": defaults.passive_min_frames}
-    result = {"machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu, "python": platform.python_version(),
+    result = {"machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu,
+                          "python": platform.python_version(),
                           "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
               "command": "python -m bench liveness " + " ".join(argv if argv is not None else sys.argv[1:]),
               "settings": {"window_s": defaults.window_s, "blink_closed_ear": defaults.blink_closed_ear,

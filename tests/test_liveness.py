@@ -81,7 +81,8 @@ def test_the_mesh_and_iris_models_see_open_and_closed_eyes_in_real_frames(fixtur
     # the mesh lands on the face: its eye corners lie inside the detector's box
     box = fixture_faces["0005_00_00_02_5"][1].box
     corners = read["0005_00_00_02_5"].mesh[[33, 133, 362, 263]]
-    assert np.all((corners[:, 0] > box[0]) & (corners[:, 0] < box[2]) & (corners[:, 1] > box[1]) & (corners[:, 1] < box[3]))
+    inside = (corners[:, 0] > box[0]) & (corners[:, 0] < box[2]) & (corners[:, 1] > box[1]) & (corners[:, 1] < box[3])
+    assert inside.all()
 
 
 def test_the_iris_model_contours_land_on_the_right_eye_corners_of_both_eyes(fixture_faces):

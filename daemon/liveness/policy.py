@@ -2,14 +2,16 @@
 
 Evidence is kept per *person*: only faces that matched someone are measured, and their
 readings are filed under the person they matched. A closed-eye frame often misses the
-match threshold (the eyes are half of what the encoder looks at), so a face also counts
+match threshold (the eyes are much of what the encoder looks at), so a face also counts
 for a person it did not quite match when it is that person's face a moment later: the
 person was matched within the window, the face's nearest person is still them, no more
-than ``evidence_margin`` beyond the threshold, and it overlaps where they just were. When the k-of-n vote wants to unlock
-a person, every cue of the mode judges that person's readings of the last ``window_s``
-seconds; all must pass. So the live evidence comes from the same faces, inside the
-same window, as the match. A refused unlock starts no cooldown: the next frame may
-still unlock (the person blinks a second later). Evidence is used up by an unlock.
+than ``evidence_margin`` beyond the threshold, and it overlaps where they just were.
+
+When the k-of-n vote wants to unlock a person, every cue of the mode judges that
+person's readings of the last ``window_s`` seconds; all must pass. So the live evidence
+comes from the same faces, inside the same window, as the match. A refused unlock
+starts no cooldown: the next frame may still unlock (the person blinks a second later).
+Evidence is used up by an unlock.
 
 A *presentation* is a person's run of matches. One that was refused and then ends
 (no match of that person for ``window_s``) without an unlock counts as a rejected
