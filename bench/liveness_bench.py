@@ -199,6 +199,29 @@ def ever_passes(rows, cues: tuple[str, ...], window_s: float, settings) -> bool:
     return False
 
 
+def operating_points(readings: dict, window_s: float, settings, target_apcer: float = 0.01) -> dict:
+    """BPCER at APCER <= target for each single cue, sweeping its threshold (presentation level)."""
+    from dataclasses import replace
+
+    from model_build.evaluators.pad import pad_errors
+    live = np.array([k[0] for k in readings])
+    sweeps = {"blink": ("blink_closed_ear", np.round(np.arange(0.08, 0.205, 0.005), 3),
+                        lambda t: {**settings, "blink": replace(settings["blink"], closed_ear=float(t))}),
+              "passive": ("passive_threshold", np.round(np.arange(0.05, 0.96, 0.05), 2),
+                          lambda t: {**settings, "passive_threshold": float(t)})}
+    out = {}
+    for cue, (key, thresholds, with_threshold) in sweeps.items():
+        rows = []
+        for t in thresholds:
+            passed = np.array([ever_passes(r, (cue,), window_s, with_threshold(t)) for r in readings.values()])
+            e = pad_errors(passed.astype(float), live, 0.5)
+            rows.append({key: float(t), "apcer": round(e.apcer, 4), "bpcer": round(e.bpcer, 4)})
+        ok = [r for r in rows if r["apcer"] <= target_apcer]
+        out[cue] = {"target_apcer": target_apcer, "best": min(ok, key=lambda r: r["bpcer"]) if ok else None,
+                    "sweep": rows}
+    return out
+
+
 def presentation_section(readings: dict, window_s: float, settings) -> dict:
     from daemon.liveness.policy import MODES as CUES
     from model_build.evaluators.pad import pad_errors
@@ -465,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         result["passive_frames_leave_one_subject_out"] = frame_passive_section(readings, threshold)
         result["passive_cross_dataset"] = cross_section(args.cross)
         result["presentations"] = presentation_section(readings, defaults.window_s, settings)
+        result["presentations"]["bpcer_at_apcer"] = operating_points(readings, defaults.window_s, settings)
     if "door" in sections:
         with tempfile.TemporaryDirectory() as tmp:
             result["door"] = door_section(root, seqs, load_encoder(None), detector, fold_model, args.modes.split(","),
