@@ -30,7 +30,7 @@ def test_missing_model_and_metadata_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_encoder(tmp_path / "nope.tflite")
     shutil.copy(DEFAULT_MODEL, tmp_path / "encoder.tflite")
-    with pytest.raises(ModelError, match="metadata not found"):
+    with pytest.raises(ModelError, match="model card not found"):
         load_encoder(tmp_path / "encoder.tflite")
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(ModelError, match="unreadable"):

@@ -93,7 +93,7 @@ def read_card(model_path: str | Path) -> ModelInfo:
         preprocessing = card["input"]["preprocessing"]
         if preprocessing != PREPROCESSING_VERSION:
             raise ModelError(
-                f"model {model_path} was trained on '{preprocessing}' crops but this runtime makes "
+                f"model {model_path} was trained with preprocessing '{preprocessing}' but this runtime makes "
                 f"'{PREPROCESSING_VERSION}' crops: use a model exported for this version, or upgrade facegate")
         return ModelInfo(model_id=str(card["model_id"]), input_size=int(card["input"]["size"]),
                          embedding_size=int(card["embedding"]["size"]),
