@@ -146,7 +146,7 @@ def fmt_bytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -178,7 +178,7 @@ def accuracy_table(results: dict) -> list[str]:
         for k, row in enumerate(os_["dir_at_far"]):
             rows.append([f"open-set DIR @ FAR {fmt_far(row['far'])} ({os_['n_unknown_probes']} unknown probes)"] +
                         [fmt_rate(a["open_set"]["dir_at_far"][k]["dir"]) for a in acc.values()])
-    return _table(["figure"] + systems, rows)
+    return table(["figure"] + systems, rows)
 
 
 def speed_table(results: dict) -> list[str]:
@@ -194,14 +194,14 @@ def speed_table(results: dict) -> list[str]:
                 [f"{speed[s]['fps']:.1f}" if speed[s]["fps"] else "n/a" for s in systems])
     rows.append(["frames with a face found"] +
                 [f"{speed[s]['faces_found']} of {speed[s]['n_frames']}" for s in systems])
-    return _table(["ms, median (p95)"] + systems, rows)
+    return table(["ms, median (p95)"] + systems, rows)
 
 
 def matching_table(results: dict) -> list[str]:
     rows = [[f"{r['gallery_size']:,}", f"{r['facegate_ms']:.3f}",
              f"{r['face_recognition_ms']:.3f}" if "face_recognition_ms" in r else "–"]
             for r in results["matching"]]
-    return _table(["gallery size", "facegate Matcher.match (ms)", "face_recognition.face_distance + argmin (ms)"], rows)
+    return table(["gallery size", "facegate Matcher.match (ms)", "face_recognition.face_distance + argmin (ms)"], rows)
 
 
 def size_table(results: dict) -> list[str]:
@@ -209,19 +209,19 @@ def size_table(results: dict) -> list[str]:
     for system, files in results["size"]["files"].items():
         listing = " + ".join(f"`{name}` {fmt_bytes(b)}" for name, b in files.items())
         rows.append([system, listing, fmt_bytes(sum(files.values()))])
-    table = _table(["system", "model files", "total"], rows)
+    lines = table(["system", "model files", "total"], rows)
     mem = results.get("memory") or {}
     if mem:
-        table += ["", *_table(["process (fresh, after import + load + one inference)", "RSS", "peak RSS"],
+        lines += ["", *table(["process (fresh, after import + load + one inference)", "RSS", "peak RSS"],
                               [[name, f"{m['rss_mb']:.0f} MiB", f"{m['peak_rss_mb']:.0f} MiB"] if "rss_mb" in m
                                else [name, f"error: {m.get('error')}", ""] for name, m in mem.items()])]
-    return table
+    return lines
 
 
 def targets_table(results: dict) -> list[str]:
     rows = [[t["name"], t["target"], t["measured"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]]]
             for t in results["targets"]]
-    return _table(["target", "wanted", "measured", "met"], rows)
+    return table(["target", "wanted", "measured", "met"], rows)
 
 
 def resolution_notes(results: dict) -> list[str]:
@@ -274,10 +274,11 @@ def render_section(results: dict, image_dir: str) -> str:
     return "\n".join(out)
 
 
-def write_docs_section(doc_path: Path, section: str) -> None:
-    """Replace this harness's section of a markdown file (or append it), leaving others alone."""
+def write_docs_section(doc_path: Path, section: str, title: str = SECTION_TITLE) -> None:
+    """Replace a harness's ``## title`` section of a markdown file (or append it), leaving
+    the others alone."""
     text = doc_path.read_text(encoding="utf-8") if doc_path.is_file() else ""
-    heading = re.compile(rf"^## {re.escape(SECTION_TITLE)}\s*$", re.M)
+    heading = re.compile(rf"^## {re.escape(title)}\s*$", re.M)
     match = heading.search(text)
     if match is None:
         text = (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + section.rstrip() + "\n"

