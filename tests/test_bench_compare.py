@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.compare import report, scoring, speed  # noqa: E402
-from bench.compare.cli import FACEGATE, MBF, SFACE, Target, check_targets, ratio  # noqa: E402
+from bench.compare.cli import FACEGATE, SFACE, Target, check_targets, ratio  # noqa: E402
 from bench.compare.dataset import load_image_set  # noqa: E402
 from bench.compare.peers import MODELS as PEER_MODELS, PEERS, crop_to_input, load_peer, norm_crop  # noqa: E402
 from bench.compare.systems import FACE_RECOGNITION, FrameTiming  # noqa: E402

@@ -13,7 +13,6 @@ import bench.detectors  # noqa: F401  (must come first: pins one thread before n
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
