@@ -202,9 +202,10 @@ def render_section(results: dict) -> str:
             "every runtime; BlazeFace with MediaPipe's defaults (min_detection_confidence 0.5, weighted NMS 0.3).",
             f"- Door frames: {meta['frames_per_size']} per face size, a seeded LFW face (grayscale) pasted with a "
             "feathered edge at a random spot of a seeded background (smooth blobs, gradient, clutter of shapes, "
-            "noise texture). The face size is the width of the LFW face box (`LFW_FACE_BOX`, fixed by how LFW "
-            "was cropped, not by any detector). A face counts as found when a detection's centre lies in the "
-            "true box and its width is within ½–2× of it; every other detection is a false one.",
+            "noise texture). The face size is the width of the LFW face box (`LFW_FACE_BOX`: one box fits every "
+            "LFW photo, which LFW cropped at a fixed scale; it is the median of YuNet's and BlazeFace's boxes). "
+            "A face counts as found when a detection's centre lies in the true box and its width is within "
+            "½–2× of it; every other detection is a false one.",
             f"- Photos: a seeded sample of {meta['sample']} images per set, at their own size (LFW 250×250, "
             "CelebA ≤ 320 px); LFW counts a detection centred in the middle 40 % of the image.",
             "- Times are per 640×480 door frame (the resize of the 320×240 variant included), candidates "
