@@ -1,8 +1,8 @@
 """``python -m bench <command> [options]``: facegate's benchmark harnesses.
 
 Commands:
-    compare   facegate vs face_recognition (dlib): accuracy, speed and size in one run
-              (``python -m bench compare --help``)
+    compare   facegate vs face_recognition (dlib), YuNet + SFace and YuNet + w600k_mbf:
+              accuracy, speed and size in one run (``python -m bench compare --help``)
     detectors face detectors for the door: detection rate and ms per 640x480 frame
               (``python -m bench detectors --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
