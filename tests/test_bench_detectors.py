@@ -60,6 +60,12 @@ def test_decode_places_a_box_at_its_anchor_and_merges_overlaps():
     assert scores[0] == pytest.approx(1 / (1 + np.exp(-4.0)))
     none, _ = blazeface.decode(raw, np.full(896, -1.0, np.float32), anchor_centres, 128, 0.5)
     assert none.shape == (0, 4)
+    # Full-range: offsets are in its own 192-px input; anchor 0 is the cell at (1/96, 1/96).
+    full = blazeface.FULL_RANGE
+    raw, logits = np.zeros((2304, 16), np.float32), np.full(2304, -10.0, np.float32)
+    raw[0, :4], logits[0] = [0.0, 0.0, 96.0, 48.0], 3.0
+    boxes, _ = blazeface.decode(raw, logits, blazeface.anchors(full), full.input_size, 0.5)
+    np.testing.assert_allclose(boxes, [[1 / 96 - 0.25, 1 / 96 - 0.125, 1 / 96 + 0.25, 1 / 96 + 0.125]], atol=1e-6)
 
 
 def test_weighted_nms_averages_by_score_and_keeps_separate_faces():
@@ -193,3 +199,42 @@ def test_opencv_yunet_agrees_with_the_door_tflite_on_a_fixture():
     np.testing.assert_allclose(ours[0], theirs[0], atol=atol)
     half = YunetOpenCV(onnx, 0.5).detect(image)  # boxes come back in the full image's pixels
     np.testing.assert_allclose(half[0], theirs[0], atol=8.0)
+
+
+def corner_face_image() -> np.ndarray:
+    """A 250x250 'photo' whose only face sits in a corner (a fixture face at 40 %)."""
+    import cv2
+
+    face = load_image(FIXTURES / "Vladimir_Putin" / "Vladimir_Putin_0001.jpg")
+    image = np.full((250, 250), 120, np.uint8)
+    image[:100, :100] = cv2.resize(face, (100, 100), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def test_only_a_detection_on_the_true_face_counts_as_found():
+    """The door YuNet finds the pasted face; scored against a truth box elsewhere, the
+    frame is a miss with one false detection."""
+    from bench.detectors.candidates import Candidate
+    from bench.detectors.cli import run_door_frames
+    from bench.model_files import Located
+
+    face = load_image(FIXTURES / "Serena_Williams" / "Serena_Williams_0002.jpg")
+    [frame] = frames.door_frames([face], (120,), per_size=1, seed=1)
+    x0, y0, x1, y1 = frame.face_box
+    elsewhere = (x0 + 250, y0, x1 + 250, y1) if x1 + 250 < 640 else (x0 - 250, y0, x1 - 250, y1)
+    candidate = Candidate("yunet", "", Located(DETECTOR_PATH, "test"), YunetTflite(DETECTOR_PATH))
+    right = run_door_frames([candidate], [frame], warmup=0)["yunet"]
+    assert right["by_size"]["120"]["found"] == 1 and right["false_per_frame"] == 0
+    moved = frames.DoorFrame(frame.image, elsewhere, frame.face_px, frame.background)
+    wrong = run_door_frames([candidate], [moved], warmup=0)["yunet"]
+    assert wrong["by_size"]["120"]["found"] == 0 and wrong["false_per_frame"] == 1
+
+
+def test_lfw_rate_needs_the_centred_face():
+    from bench.detectors.cli import score_photos
+
+    detector = YunetTflite(DETECTOR_PATH)
+    image = corner_face_image()
+    assert len(detector.detect(image)) >= 1  # a face is there...
+    assert score_photos(detector, [image], central=True)["found"] == 0  # ...but not LFW's subject
+    assert score_photos(detector, [image], central=False)["found"] == 1
