@@ -6,6 +6,7 @@ Commands:
     detectors face detectors for the door: detection rate and ms per 640x480 frame
               (``python -m bench detectors --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
+    liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
 
 Other harnesses plug in as ``bench/<command>_bench.py`` with a ``main(argv)`` or
@@ -20,7 +21,8 @@ import importlib
 import inspect
 import sys
 
-COMMANDS = {"compare": "bench.compare.cli", "detectors": "bench.detectors.cli", "daemon": "bench.daemon_bench", "model": "bench.model_bench"}
+COMMANDS = {"compare": "bench.compare.cli", "detectors": "bench.detectors.cli", "daemon": "bench.daemon_bench",
+            "liveness": "bench.liveness_bench", "model": "bench.model_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Export a trained encoder to TFLite (full-integer int8 and float) with metadata.
 
-Route: ``keras.export.ExportArchive`` with a fixed [1, H, W, 1] signature, then
+Route: ``keras.export.ExportArchive`` with a fixed [1, H, W, C] signature, then
 ``TFLiteConverter.from_saved_model``. (``from_concrete_functions`` silently leaves
 the weights as variables.) The int8 model uses only builtins the Edge TPU compiler
 maps: CONV_2D, DEPTHWISE_CONV_2D, ADD, FULLY_CONNECTED, L2_NORMALIZATION.
@@ -17,8 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 import keras
+from daemon.embeddings.card import new_card, write_card
 from daemon.embeddings.litert import open_encoder
-from daemon.faces.align import PREPROCESSING_VERSION, normalize_crop
+from daemon.faces.align import normalize_crop
 
 EDGETPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED", "L2_NORMALIZATION",
                "RESHAPE", "QUANTIZE", "DEQUANTIZE", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -31,23 +32,24 @@ class ExportError(RuntimeError):
 
 
 def _saved_model(model: keras.Model, directory: Path) -> None:
-    size = model.input_shape[1]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="crop")])
+                         input_signature=[tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="crop")])
     archive.write_out(str(directory), verbose=False)
 
 
-def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = True) -> bytes:
-    """TFLite flatbuffer; int8 calibrates activations on real aligned crops."""
+def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = True,
+            normalize=normalize_crop) -> bytes:
+    """TFLite flatbuffer; int8 calibrates activations on real crops (``normalize`` turns a
+    uint8 crop into the model's float input: the encoder's by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         _saved_model(model, Path(tmp))
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if int8:
             def representative():
                 for crop in representative_crops:
-                    yield [normalize_crop(crop)[None]]
+                    yield [normalize(crop)[None]]
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -77,30 +79,6 @@ def content_id(tflite_bytes: bytes) -> str:
     return "fg-" + hashlib.sha256(tflite_bytes).hexdigest()[:16]
 
 
-def write_metadata(out_dir: Path, meta: dict) -> Path:
-    path = out_dir / "model.json"
-    path.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-    return path
-
-
-def base_metadata(model: keras.Model, model_id: str, quantization: dict, files: dict,
-                  flip_average: bool = True) -> dict:
-    size = int(model.input_shape[1])
-    return {
-        "format": "facegate-encoder/1",
-        "model_id": model_id,
-        "input": {"size": size, "channels": 1, "layout": "NHWC", "batch": 1,
-                  "preprocessing": PREPROCESSING_VERSION,
-                  "normalization": "(gray_pixel - 127.5) / 127.5, then int8 quantised with input scale/zero_point",
-                  "color": "grayscale (BT.601 luma)"},
-        "embedding": {"size": int(model.output_shape[-1]), "normalized": "L2",
-                      "distance": "euclidean", "flip_average": flip_average},
-        "quantization": quantization,
-        "files": files,
-        "parameters": int(model.count_params()),
-    }
-
-
 def agreement(model: keras.Model, tflite_path: Path, crops: np.ndarray) -> dict:
     """Cosine between Keras float embeddings and LiteRT embeddings of the same crops."""
     # The runtime's own encoder class does the quantisation, so this checks what ships.
@@ -114,7 +92,8 @@ def export(model: keras.Model, out_dir: str | Path, representative_crops: np.nda
            check_crops: np.ndarray, float_model: bool = True, flip_average: bool = True) -> dict:
     """Write encoder.tflite (int8), optionally encoder_float.tflite, and verify them.
 
-    Returns the metadata (without thresholds/evaluation, which the caller adds).
+    Returns the model card (daemon.embeddings.card) without thresholds, which the
+    caller calibrates.
     Raises ExportError when the int8 model disagrees with Keras (mean cosine < 0.99)
     or contains ops outside the Edge TPU set.
     """
@@ -137,12 +116,11 @@ def export(model: keras.Model, out_dir: str | Path, representative_crops: np.nda
     check = {"int8": agreement(model, int8_path, check_crops)}
     if float_model:
         check["float"] = agreement(model, out_dir / "encoder_float.tflite", check_crops)
-    meta = base_metadata(model, content_id(int8_bytes), tensor_quantization(int8_path), files,
-                         flip_average)
-    meta["ops"] = sorted(ops)
+    meta = new_card(content_id(int8_bytes), int(model.input_shape[1]), int(model.output_shape[-1]),
+                    tensor_quantization(int8_path), files, int(model.count_params()), sorted(ops), flip_average)
     meta["export_check"] = check
     if check["int8"]["mean_cosine"] < MIN_INT8_COSINE:
-        write_metadata(out_dir, meta)
+        write_card(out_dir, meta)
         raise ExportError(f"int8 embeddings disagree with the Keras model: mean cosine "
                           f"{check['int8']['mean_cosine']:.4f} < {MIN_INT8_COSINE}")
     return meta
