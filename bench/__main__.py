@@ -1,8 +1,10 @@
 """``python -m bench <command> [options]``: facegate's benchmark harnesses.
 
 Commands:
-    compare   facegate vs face_recognition (dlib): accuracy, speed and size in one run
-              (``python -m bench compare --help``)
+    compare   facegate vs face_recognition (dlib), YuNet + SFace and YuNet + w600k_mbf:
+              accuracy, speed and size in one run (``python -m bench compare --help``)
+    detectors face detectors for the door: detection rate and ms per 640x480 frame
+              (``python -m bench detectors --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
     liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
@@ -19,8 +21,8 @@ import importlib
 import inspect
 import sys
 
-COMMANDS = {"compare": "bench.compare.cli", "daemon": "bench.daemon_bench", "liveness": "bench.liveness_bench",
-            "model": "bench.model_bench"}
+COMMANDS = {"compare": "bench.compare.cli", "detectors": "bench.detectors.cli", "daemon": "bench.daemon_bench",
+            "liveness": "bench.liveness_bench", "model": "bench.model_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
-"""facegate vs face_recognition (dlib): accuracy, speed and size, measured in one run.
+"""facegate vs the systems a user would pick instead: accuracy, speed and size, in one run.
 
 Importing this package pins numpy/BLAS/OpenMP to one thread (the variables are read
 when those libraries load, so this must happen before they are imported): the door
-device runs the pipeline on one core and dlib's calls are single-threaded, so both
-systems are timed on one thread.
+device runs the pipeline on one core and dlib's calls are single-threaded, so every
+system is timed on one thread.
 """
 
 import os

