@@ -586,7 +586,7 @@ def test_get_loss_factory():
     }
     for name, (cls, mining) in expected.items():
         loss = get_loss(name, margin=0.3)
-        assert isinstance(loss, cls) and loss.mining == mining and loss.margin == 0.3
+        assert isinstance(loss, cls) and loss.options["mining"] == mining and loss.options["margin"] == 0.3
     assert isinstance(get_loss("contrastive"), ContrastiveLoss)
     assert isinstance(get_loss("margin"), MarginLoss)
     assert get_loss("binary-head", embedding_dim=4).head.chi_squared is False
@@ -599,4 +599,13 @@ def test_get_loss_factory():
 def test_triplet_loss_config_round_trip():
     loss = TripletLoss(margin=0.3, mining="batch-hard")
     clone = TripletLoss.from_config(loss.get_config())
-    assert (clone.margin, clone.mining, clone.name) == (0.3, "batch-hard", loss.name)
+    assert (clone.options["margin"], clone.options["mining"], clone.name) == (0.3, "batch-hard", loss.name)
+
+
+def test_each_loss_gets_the_run_options_it_takes():
+    """One place knows which option goes to which loss: the margin reaches every loss
+    with a margin (the margin loss included), the embedding size the binary head."""
+    options = {"margin": 0.37, "embedding_dim": 4}
+    for name in ("triplet-semi-hard", "triplet-distance-weighted", "margin", "contrastive"):
+        assert get_loss(name, **options).options["margin"] == 0.37, name
+    assert get_loss("binary-head", **options).head.embedding_dim == 4

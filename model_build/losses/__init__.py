@@ -1,13 +1,15 @@
-"""Metric-learning losses for the face encoder.
+"""Losses for the face encoder.
 
-Pure functions ``fn(labels, embeddings, ...) -> scalar`` with thin
-`keras.losses.Loss` wrappers (y_true = integer labels (B,) or (B, 1),
-y_pred = embeddings (B, D)), in the style of tensorflow-similarity.
-`get_loss(name, **kwargs)` builds a wrapper from a config string.
+Metric losses are pure functions ``fn(labels, embeddings, ...) -> scalar`` under one
+thin wrapper, :class:`MetricLoss` (y_true = integer labels (B,) or (B, 1), y_pred =
+embeddings (B, D)), in the style of tensorflow-similarity; ``get_loss(name, **options)``
+builds one from its config name. Distillation losses (distillation.py) compare the
+student with the teacher; combine.py mixes both kinds for a run.
 """
 
 from __future__ import annotations
 
+from model_build.losses.base import MetricLoss
 from model_build.losses.binary_head import (
     BinaryPairLoss,
     PairClassifierHead,
@@ -69,6 +71,7 @@ __all__ = [
     "LOSS_NAMES",
     "MINING_MODES",
     "MarginLoss",
+    "MetricLoss",
     "PairClassifierHead",
     "TripletLoss",
     "contrastive_loss",

@@ -36,6 +36,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from model_build.losses.base import MetricLoss
+
 from model_build.losses.distances import (
     as_float_embeddings,
     flat_labels,
@@ -133,36 +135,20 @@ def pairwise_binary_loss(labels, embeddings, head):
 
 
 @keras.saving.register_keras_serializable(package="facegate")
-class BinaryPairLoss(keras.losses.Loss):
-    """Keras wrapper of `pairwise_binary_loss`, holding the head as ``.head``.
+class BinaryPairLoss(MetricLoss):
+    """`pairwise_binary_loss` as a Keras loss, holding the head as ``.head``.
 
     See the module docstring for how the head's weights get trained. Without
     `head`, one is created from `chi_squared` / `embedding_dim`.
     """
 
-    def __init__(
-        self,
-        head=None,
-        *,
-        chi_squared=False,
-        embedding_dim=None,
-        name="binary_pair_loss",
-        dtype="float32",
-        **kwargs,
-    ):
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        if head is None:
-            head = PairClassifierHead(chi_squared=chi_squared, embedding_dim=embedding_dim)
+    def __init__(self, head=None, *, chi_squared=False, embedding_dim=None, name="binary_pair_loss", **kwargs):
+        head = head or PairClassifierHead(chi_squared=chi_squared, embedding_dim=embedding_dim)
+        super().__init__(pairwise_binary_loss, name=name, head=head, **kwargs)
         self.head = head
-
-    def call(self, y_true, y_pred):
-        return pairwise_binary_loss(y_true, y_pred, self.head)
 
     def get_config(self):
         # Only the head's hyper-parameters: its weights live with the model
         # (when attached) or in the training checkpoint.
-        return {
-            **super().get_config(),
-            "chi_squared": self.head.chi_squared,
-            "embedding_dim": self.head.embedding_dim,
-        }
+        config = {k: v for k, v in super().get_config().items() if k != "head"}
+        return {**config, "chi_squared": self.head.chi_squared, "embedding_dim": self.head.embedding_dim}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from model_build.losses.base import MetricLoss
+
 from model_build.losses.distances import (
     flat_labels,
     pairwise_distances,
@@ -44,18 +46,8 @@ def contrastive_loss(labels, embeddings, margin=1.0):
 
 
 @keras.saving.register_keras_serializable(package="facegate")
-class ContrastiveLoss(keras.losses.Loss):
-    """Keras wrapper of `contrastive_loss`: y_true = labels, y_pred = embeddings.
+class ContrastiveLoss(MetricLoss):
+    """`contrastive_loss` as a Keras loss."""
 
-    dtype defaults to float32 because Keras casts y_true to the loss dtype.
-    """
-
-    def __init__(self, margin=1.0, *, name="contrastive_loss", dtype="float32", **kwargs):
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        self.margin = margin
-
-    def call(self, y_true, y_pred):
-        return contrastive_loss(y_true, y_pred, margin=self.margin)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+    def __init__(self, margin=1.0, *, name="contrastive_loss", **kwargs):
+        super().__init__(contrastive_loss, name=name, margin=margin, **kwargs)

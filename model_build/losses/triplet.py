@@ -42,6 +42,8 @@ import numbers
 import keras
 import tensorflow as tf
 
+from model_build.losses.base import MetricLoss
+
 from model_build.losses.distances import (
     as_float_embeddings,
     flat_labels,
@@ -328,96 +330,21 @@ def margin_loss(
 
 
 @keras.saving.register_keras_serializable(package="facegate")
-class TripletLoss(keras.losses.Loss):
-    """Keras wrapper of `triplet_loss`: y_true = labels (B,)/(B, 1), y_pred = embeddings.
+class TripletLoss(MetricLoss):
+    """`triplet_loss` as a Keras loss (see the module docstring for the mining modes)."""
 
-    The loss is already a batch mean, so `sample_weight` has no per-sample
-    meaning here. dtype defaults to float32 because Keras casts y_true to the
-    loss dtype: float16 would merge identity labels above 2048.
-    """
-
-    def __init__(
-        self,
-        margin=0.2,
-        mining="semi-hard",
-        *,
-        seed=None,
-        cutoff=0.5,
-        weight_cap=None,
-        name="triplet_loss",
-        dtype="float32",
-        **kwargs,
-    ):
+    def __init__(self, margin=0.2, mining="semi-hard", *, seed=None, cutoff=0.5, weight_cap=None,
+                 name="triplet_loss", **kwargs):
         _check_mining(mining)  # fail at construction, not at first trace
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        self.margin = margin
-        self.mining = mining
-        self.seed = seed
-        self.cutoff = cutoff
-        self.weight_cap = weight_cap
-
-    def call(self, y_true, y_pred):
-        return triplet_loss(
-            y_true,
-            y_pred,
-            margin=self.margin,
-            mining=self.mining,
-            seed=self.seed,
-            cutoff=self.cutoff,
-            weight_cap=self.weight_cap,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "mining": self.mining,
-            "seed": self.seed,
-            "cutoff": self.cutoff,
-            "weight_cap": self.weight_cap,
-        }
+        super().__init__(triplet_loss, name=name, margin=margin, mining=mining, seed=seed, cutoff=cutoff,
+                         weight_cap=weight_cap, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="facegate")
-class MarginLoss(keras.losses.Loss):
-    """Keras wrapper of `margin_loss` (fixed β; see its docstring)."""
+class MarginLoss(MetricLoss):
+    """`margin_loss` as a Keras loss (fixed β; see its docstring)."""
 
-    def __init__(
-        self,
-        beta=1.2,
-        margin=0.2,
-        *,
-        seed=None,
-        cutoff=0.5,
-        weight_cap=None,
-        name="margin_loss",
-        dtype="float32",
-        **kwargs,
-    ):
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        self.beta = beta
-        self.margin = margin
-        self.seed = seed
-        self.cutoff = cutoff
-        self.weight_cap = weight_cap
-
-    def call(self, y_true, y_pred):
-        return margin_loss(
-            y_true,
-            y_pred,
-            beta=self.beta,
-            margin=self.margin,
-            seed=self.seed,
-            cutoff=self.cutoff,
-            weight_cap=self.weight_cap,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "beta": self.beta,
-            "margin": self.margin,
-            "seed": self.seed,
-            "cutoff": self.cutoff,
-            "weight_cap": self.weight_cap,
-        }
+    def __init__(self, beta=1.2, margin=0.2, *, seed=None, cutoff=0.5, weight_cap=None,
+                 name="margin_loss", **kwargs):
+        super().__init__(margin_loss, name=name, beta=beta, margin=margin, seed=seed, cutoff=cutoff,
+                         weight_cap=weight_cap, **kwargs)
