@@ -16,8 +16,8 @@ from daemon.frames import Frame, SourceError
 from daemon.service import Service
 from daemon.config import ConfigError
 from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
-from daemon_helpers import (PixelEncoder, Probe, ServiceThread, copy_photos, enrollment, person_photos, publish,
-                            revocation, service_config, signed)
+from daemon_helpers import (PixelEncoder, Probe, ServiceThread, SiteServer, copy_photos, enrollment, person_photos,
+                            publish, revocation, service_config, signed)
 
 X, Y = "Jean_Chretien", "Serena_Williams"
 
@@ -150,14 +150,16 @@ def test_enrollments_and_revocations_still_sync_while_the_camera_is_down(tmp_pat
     encoder = PixelEncoder()
     encodings = np.stack([embed_image(p, encoder).embedding for p in person_photos(face_fixtures, X)[:2]])
     running = ServiceThread(Service(cfg, encoder=encoder, source=DeadCamera([])))
+    server = SiteServer(broker, site, tmp_path)
     try:
-        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1))
+        server.publish(*enrollment(site, X, encodings, "pixel-test", 1))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == (X,))
-        publish(broker, *revocation(site, X, 2))
+        server.publish(*revocation(site, X, 2))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
         assert not running.service.health()["source"]["healthy"]
     finally:
         running.stop()
+        server.close()
 
 
 def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, face_fixtures):
@@ -171,9 +173,10 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic, status_topic(site, "door1"), health_topic(site, "door1"))
     running = ServiceThread(Service(cfg, encoder=encoder))
+    server = SiteServer(broker, site, tmp_path)
     try:
         assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"online"])
-        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1, name="Jean Chrétien"))
+        server.publish(*enrollment(site, X, encodings, "pixel-test", 1, name="Jean Chrétien"))
         assert probe.wait_for(lambda p: len(p.json(topic)) >= 1)
         first = probe.json(topic)[0]
         assert (first["event"], first["person_id"], first["name"], first["site"]) == ("unlock", X, "Jean Chrétien", site)
@@ -187,7 +190,7 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
                                   and s.health()["records"]["stale"] == 1)
         assert running.service.matcher.index.person_ids == (X,), "the gallery is untouched"
 
-        publish(broker, *revocation(site, X, 2))
+        server.publish(*revocation(site, X, 2))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
         time.sleep(0.3)  # frames already in the pipeline
         before = len(probe.json(topic))
@@ -203,6 +206,7 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
         assert set(health["timings_ms"]) >= {"capture", "faces", "embed", "match", "decide"}
     finally:
         running.stop()
+        server.close()
     assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"offline"])
     probe.close()
 

@@ -43,6 +43,10 @@ def wait(predicate, timeout=10.0) -> bool:
     return predicate()
 
 
+def make_sink(link, folder, topic, unlock_max_age_s=30.0) -> MqttEventSink:
+    return MqttEventSink(link, Outbox.open(folder), topic, unlock_max_age_s=unlock_max_age_s, max_age_s=3600.0)
+
+
 def event(site, person="alice"):
     return unlock_event(device_id="door1", site=site, person_id=person, name=person, distance=0.5,
                         frames_voted=3, model_id="m1", ts=time.time())
@@ -143,7 +147,7 @@ def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
     link = make_link(broker, site)
-    sink = MqttEventSink(link, Outbox.open(tmp_path), topic)
+    sink = make_sink(link, tmp_path, topic)
     link.start()
     try:
         assert wait(lambda: link.connected)
@@ -170,7 +174,7 @@ def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart
     probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
     broker.stop()
     first = make_link(broker, site)
-    sink = MqttEventSink(first, Outbox.open(tmp_path), topic)
+    sink = make_sink(first, tmp_path, topic)
     first.start()
     e = event(site)
     sink.emit(e)
@@ -179,7 +183,7 @@ def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart
 
     broker.start()
     second = make_link(broker, site)
-    sink = MqttEventSink(second, Outbox.open(tmp_path), topic)
+    sink = make_sink(second, tmp_path, topic)
     assert sink.pending == 1
     second.start()
     try:
