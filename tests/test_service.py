@@ -227,3 +227,19 @@ def test_the_runtime_never_imports_tensorflow():
             "('tensorflow', 'keras', 'model_build')]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_state_file_of_a_door_with_a_broker_is_private(tmp_path, broker, face_fixtures):
+    """The gallery, the event outbox and their -wal/-shm files: 0600 whatever the umask."""
+    import os
+    copy_photos(person_photos(face_fixtures, X)[:1], tmp_path / "frames")
+    old = os.umask(0o002)
+    try:
+        run_once(service_config(tmp_path, broker, mqtt={"sync_wait_s": 0.2}))
+    finally:
+        os.umask(old)
+    state = tmp_path / "state"
+    names = {f.name for f in state.iterdir()}
+    assert {"gallery.sqlite3", "outbox.sqlite3"} <= names
+    assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {n: 0o600 for n in names}
+    assert state.stat().st_mode & 0o777 == 0o700

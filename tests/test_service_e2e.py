@@ -228,3 +228,25 @@ def test_cli_under_systemd_notify_and_graceful_sigterm(tmp_path, broker, encoder
     assert probe.wait_for(lambda p: p.payloads(status)[-1:] == [b"offline"])
     assert time.monotonic() - started < 60
     probe.close()
+
+
+def test_state_files_are_private_after_a_hand_run_and_a_shared_folder_is_refused(tmp_path, encoder_model,
+                                                                                 face_fixtures, gallery_photos):
+    """Not under systemd (no StateDirectoryMode, a umask of 022): the state folder is
+    still 0700 and every file in it 0600; a folder others can write to stops the daemon."""
+    frames = camera_frames(person_photos(face_fixtures, X)[:2], tmp_path / "frames")
+    state = tmp_path / "state"
+    args = ("run", "--replay", str(frames), "--fps", "0", "--gallery-photos", str(gallery_photos),
+            "--state-dir", str(state), "--once", "--model", str(encoder_model))
+    proc = facegate(*args, preexec_fn=lambda: os.umask(0o022))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert state.stat().st_mode & 0o777 == 0o700
+    files = list(state.iterdir())
+    assert any(f.name == "gallery.sqlite3" for f in files)
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+
+    state.chmod(0o777)
+    proc = facegate(*args)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"is writable by other users" in err and b"chmod 700" in err

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -207,3 +208,178 @@ def test_a_device_keeps_working_while_the_broker_is_unreachable(tmp_path):
     assert wait(lambda: link.last_error is not None, 5) and "cannot reach" in link.last_error
     link.stop()
 
+
+
+# ---------------------------------------------------------------- events that must not arrive late
+
+def test_an_unlock_from_an_outage_longer_than_its_maximum_age_is_never_delivered(broker, tmp_path, caplog):
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    link = make_link(broker, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=1.0)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        broker.stop()
+        assert wait(lambda: not link.connected)
+        late = event(site)
+        sink.emit(late)                 # queued in paho and kept in the outbox
+        time.sleep(2.0)                 # the outage outlasts unlock_max_age_s
+        broker.start()
+        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
+        fresh = event(site, "bob")      # the link works again
+        sink.emit(fresh)
+        assert consumer.wait_for(lambda p: fresh["event_id"] in {e["event_id"] for e in p.json(topic)})
+        time.sleep(0.5)
+        assert late["event_id"] not in {e["event_id"] for e in consumer.json(topic)}, "a stale unlock was delivered"
+        assert wait(lambda: (sink.poll(), len(sink.outbox))[1] == 0)
+        assert f"unlock of {late['ts']} {late['event_id']} not sent" in caplog.text
+    finally:
+        link.stop()
+        consumer.close()
+
+
+def test_a_short_outage_delivers_every_event_once(broker, tmp_path):
+    """At least once, and the door sends no event twice: after the reconnect the outbox
+    re-sends only what paho does not hold already (QoS 1 may still duplicate a message whose
+    acknowledgement was lost; consumers drop those by event_id)."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    link = make_link(broker, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=30.0)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        sent = [event(site, "alice")]
+        sink.emit(sent[0])
+        assert consumer.wait_for(lambda p: len(p.json(topic)) == 1)
+        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0)
+        broker.stop()
+        assert wait(lambda: not link.connected)
+        sent += [event(site, "bob"), event(site, "carol")]
+        for e in sent[1:]:
+            sink.emit(e)
+        broker.start()
+        assert consumer.wait_for(lambda p: len(p.json(topic)) >= 3, timeout=15)
+        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0)
+        time.sleep(0.5)
+        ids = [e["event_id"] for e in consumer.json(topic)]
+        assert sorted(ids) == sorted(e["event_id"] for e in sent) and sink.expired == 0
+    finally:
+        link.stop()
+        consumer.close()
+
+
+class FreezableProxy:
+    """A TCP relay to the broker that can go silent without closing anything (a cable pulled
+    somewhere between door and broker: the door believes it is still connected), and then
+    cut every connection."""
+
+    def __init__(self, broker):
+        import socket
+        self.upstream = (broker.host, broker.port)
+        self.frozen = False
+        self._conns: list = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, target):
+        try:
+            while data := source.recv(65536):
+                if not self.frozen:  # frozen: swallowed, as by a dead link
+                    target.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        for conn in self._conns:
+            try:
+                conn.shutdown(2)
+                conn.close()
+            except OSError:
+                pass
+        self._conns = []
+        self.frozen = False
+
+    def close(self):
+        self.cut()
+        self._server.close()
+
+
+def test_an_unlock_in_flight_when_the_link_silently_died_is_not_sent_after_the_reconnect(broker, tmp_path):
+    """paho re-sends unacknowledged messages after a reconnect, which may be much later.
+    The link takes the expired ones out of paho's queue before it can."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic)
+    proxy = FreezableProxy(broker)
+    link = make_link(proxy, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=1.0)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        proxy.frozen = True
+        late = event(site)
+        sink.emit(late)                 # paho sends it into the void and waits for a PUBACK
+        time.sleep(2.0)
+        assert link.connected, "the door has not noticed"
+        proxy.cut()                     # the connection finally drops; paho reconnects and would re-send
+        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
+        fresh = event(site, "bob")
+        sink.emit(fresh)
+        assert consumer.wait_for(lambda p: [e["event_id"] for e in p.json(topic)] == [fresh["event_id"]])
+        time.sleep(0.5)
+        assert [e["event_id"] for e in consumer.json(topic)] == [fresh["event_id"]]
+        assert wait(lambda: (sink.poll(), len(sink.outbox))[1] == 0)
+    finally:
+        link.stop()
+        proxy.close()
+        consumer.close()
+
+
+def test_events_carry_their_remaining_lifetime_as_mqtt_message_expiry(broker, tmp_path):
+    site = new_site()
+    topic = event_topic(site, "door1")
+    seen = []
+    client = mqtt_v5_client(broker, topic, seen)
+    link = make_link(broker, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=5.0)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        sink.emit(event(site))
+        assert wait(lambda: len(seen) == 1)
+        assert 1 <= seen[0] <= 5
+    finally:
+        link.stop()
+        client.disconnect()
+        client.loop_stop()
+
+
+def mqtt_v5_client(broker, topic, seen):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = lambda c, u, m: seen.append(getattr(m.properties, "MessageExpiryInterval", None))
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    assert subscribed.wait(5)
+    return client

@@ -169,6 +169,7 @@ class EnrollmentServer:
             if topic not in expected and payload:
                 self._publish(topic, b"")
                 changed += 1
+        self.repairs += changed
         log.info("broker in step with the store: %d retained message(s) published or cleared, %d expected",
                  changed, len(expected))
 

@@ -61,6 +61,8 @@ class MqttEventSink:
             self._in_flight[mid] = event_id
 
     def _expire(self, event_id: str, event: dict | None, deleted: bool = True) -> None:
+        if event is None:
+            event = _decode(self.outbox.get(event_id))
         if deleted:
             self.outbox.remove(event_id)
         self.expired += 1
@@ -94,13 +96,12 @@ class MqttEventSink:
         for event_id, payload in self.outbox.pending():
             if event_id in queued:
                 continue
-            try:
-                event = json.loads(payload)
-                deadline = self.deadline(event)
-            except (ValueError, KeyError, TypeError, AttributeError):
+            event = _decode(payload)
+            if event is None:
                 log.error("outbox entry %s is not a readable event; dropping it", event_id)
                 self.outbox.remove(event_id)
                 continue
+            deadline = self.deadline(event)
             if deadline <= now:
                 self._expire(event_id, event)
             else:
@@ -111,3 +112,13 @@ class MqttEventSink:
     def pending(self) -> int:
         """Events not yet acknowledged by the broker."""
         return len(self.outbox)
+
+
+def _decode(payload: bytes | None) -> dict | None:
+    """An outbox payload as an event with a readable type and time, or None."""
+    try:
+        event = json.loads(payload)
+        event_time(event)
+        return event if isinstance(event["event"], str) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

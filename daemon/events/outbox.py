@@ -73,6 +73,10 @@ class Outbox:
     def remove(self, event_id: str) -> None:
         self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
 
+    def get(self, event_id: str) -> bytes | None:
+        row = self._db.execute("SELECT payload FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        return row[0] if row else None
+
     def refuse(self, event_id: str, reason: str) -> None:
         """Move an event the broker refused to the ``refused`` table (the newest MAX_EVENTS are kept)."""
         self._db.execute("BEGIN IMMEDIATE")
