@@ -4,6 +4,7 @@ Commands:
     compare   facegate vs face_recognition (dlib): accuracy, speed and size in one run
               (``python -m bench compare --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
+    manifest  site manifest size at 1e2..1e5 people (bench/manifest_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
 
 Other harnesses plug in as ``bench/<command>_bench.py`` with a ``main(argv)`` or

@@ -268,7 +268,11 @@ class EnrollmentStore:
     # ---------------------------------------------------------------- the broker's expected state
     def retained(self, site: str) -> dict[str, bytes]:
         """topic -> payload of everything the broker should hold retained for the site."""
-        held = {c.topic: c.payload for c in self.current(site)}
+        return {**{c.topic: c.payload for c in self.current(site)}, **self.manifest_messages(site)}
+
+    def manifest_messages(self, site: str) -> dict[str, bytes]:
+        """topic -> payload of the site's current manifests: tops and pages."""
+        held = {}
         for model_id, top in self._db.execute("SELECT model_id, top FROM manifests WHERE site = ?", (site,)):
             held[topics.manifest_topic(site, model_id)] = top
         for model_id, page, payload in self._db.execute(

@@ -179,9 +179,11 @@ def _pull(target: Target, person_id: str) -> dict[str, bytes]:
 
 def commit(target: Target, publications: list[Publication], clear: list[str] = ()) -> str:
     """Store the publications with a newly signed manifest, then publish them, clear
-    ``clear`` (only after they are acknowledged) and publish the manifest. Returns
-    where they went."""
+    ``clear`` (only after they are acknowledged) and publish the manifest: its top and
+    the pages that changed (the broker holds the others; `facegate server` sees to that).
+    Returns where they went."""
     target.store.add(*publications)
+    before = target.store.manifest_messages(target.site)
     manifests = target.store.sign_manifests(target.site, target.key, target.manifest_valid_s)
     if target.client is None:
         log.warning("the broker is not reachable: stored in %s only; `facegate server` publishes it as soon "
@@ -191,9 +193,13 @@ def commit(target: Target, publications: list[Publication], clear: list[str] = (
         target.client.publish(p.topic, p.payload, retain=True)
     for topic in clear:
         target.client.publish(topic, b"", retain=True)
+    after = {topic: payload for m in manifests for topic, payload in m.messages()}
     for manifest in manifests:
         for topic, payload in manifest.messages():
-            target.client.publish(topic, payload, retain=True)
+            if before.get(topic) != payload:
+                target.client.publish(topic, payload, retain=True)
+    for topic in before.keys() - after.keys():  # pages of a manifest that shrank
+        target.client.publish(topic, b"", retain=True)
     return publications[0].topic
 
 
