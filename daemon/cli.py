@@ -212,7 +212,7 @@ def _cmd_enroll(args) -> int:
                           "or pass --no-consistency")
             return 1
         _print_photos(outcome)
-        how = "wrote" if target.out else "published (retained) to"
+        how = "wrote" if target.out else "published (retained) to" if target.client else "stored in"
         print(f"enrolled {outcome.person_id} ({args.name}): {len(outcome.accepted)} encoding(s), model "
               f"{outcome.model_id}, version {outcome.version}; {how} {outcome.delivered_to}")
         if target.out:
@@ -229,12 +229,12 @@ def _cmd_remove(args) -> int:
 
     def work(target) -> int:
         outcome = remove(target, args.person_id, keep_photos=args.keep_photos)
-        how = "wrote" if target.out else "published (retained) to"
+        how = "wrote" if target.out else "published (retained) to" if target.client else "stored in"
         print(f"revoked {outcome.person_id}: tombstone version {outcome.version}; {how} {outcome.delivered_to}")
         if target.out:
             print(f"topic: {outcome.topic}")
         elif not outcome.was_known:
-            print("  (the broker held nothing for this person; the tombstone still blocks any older record)")
+            print("  (the store and the broker held nothing for this person; the tombstone still blocks any older record)")
         for topic in outcome.cleared:
             print(f"  cleared {topic}")
         if outcome.photos_deleted:

@@ -60,6 +60,16 @@ def write_public_key(folder: Path, key=TEST_KEY) -> Path:
     return path
 
 
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` s pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
 class SiteServer:
     """The enrollment server's side in device tests: ``publish(topic, payload)`` stores a
     signed record or tombstone in a real EnrollmentStore, signs the site's manifests and

@@ -30,7 +30,7 @@ from daemon.service import Service
 from daemon.sync import topics
 from daemon.sync.broker import BrokerSettings
 from daemon_helpers import (TEST_KEY, PixelEncoder, ServiceThread, copy_photos, person_photos, publish, revocation,
-                            service_config, write_public_key)
+                            service_config, wait_for)
 
 REPO = Path(__file__).resolve().parent.parent
 ALICE_FACE, OLD_FACE, BOB_FACE = "Jean_Chretien", "Serena_Williams", "Vladimir_Putin"
@@ -80,27 +80,13 @@ class ServerThread:
         self._thread.start()
 
     def wait(self, predicate, timeout=10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self.server):
-                return True
-            time.sleep(0.05)
-        return predicate(self.server)
+        return wait_for(lambda: predicate(self.server), timeout)
 
     def stop(self):
         self.server.stop()
         self._thread.join(10)
         self.server.close()
         assert not self._thread.is_alive()
-
-
-def wait_for(predicate, timeout=10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def door_config(tmp_path, broker, site=None, state="state"):
@@ -223,6 +209,7 @@ def test_the_server_repairs_cleared_replaced_and_replayed_retained_messages(tmp_
     admin.remove("bob")
     server = ServerThread(broker, store, site)
     try:
+        assert server.wait(lambda s: s.syncs == 1)
         assert wait_for(lambda: admin.broker_holds() == store.retained(site))
         repairs = server.server.repairs
         alice, bob = topics.enroll_topic(site, "pixel-test", "alice"), topics.revoke_topic(site, "bob")
@@ -393,4 +380,3 @@ def test_a_signed_record_the_store_never_made_is_not_imported_if_older(tmp_path)
     assert import_newer(store, "hq", dict([old]), trust) == []
     assert import_newer(store, "hq", dict([revocation("hq", "alice", 9, key=None)]), trust) == [], "unsigned"
     store.close()
-    assert write_public_key  # the helper module is the one the other tests use

@@ -211,6 +211,32 @@ def test_the_door_refuses_old_expired_and_foreign_manifests_and_remembers_the_se
         server.close()
 
 
+def test_a_stored_person_whose_new_version_is_withheld_is_no_longer_matched(tmp_path, broker):
+    """The door holds alice v1; the server re-enrolled her (v2, another face) while the door
+    was off, and someone put v1 back on the broker. The door must not match the old face."""
+    cfg = service_config(tmp_path, broker, mqtt={"sync_wait_s": 0.0})
+    site, model = cfg.device.site, "pixel-test"
+    server = SiteServer(broker, site, tmp_path)
+    v1 = enrollment(site, "alice", unit_vectors(2, seed=1), model, 1)
+    server.publish(*v1)
+    door = ServiceThread(Service(cfg, encoder=PixelEncoder(), source=_NoFrames()))
+    try:
+        assert door.wait_until(lambda s: s.matcher.index.person_ids == ("alice",))
+    finally:
+        door.stop()
+    server.publish(*enrollment(site, "alice", unit_vectors(2, seed=2), model, 2))
+    publish(broker, *v1)  # the new record is replaced by the old one
+    door = ServiceThread(Service(cfg, encoder=PixelEncoder(), source=_NoFrames()))
+    try:
+        assert door.wait_until(lambda s: s.health()["records"]["superseded"] == 1
+                               and s.health()["gallery"]["not_in_manifest"] == 1)
+        assert door.service.gallery.get("alice").version == 1, "still stored ..."
+        assert door.wait_until(lambda s: s.matcher.index.person_ids == ()), "... but never matched"
+    finally:
+        door.stop()
+        server.close()
+
+
 @pytest.mark.parametrize("on_expired", ["keep", "deny"])
 def test_after_the_manifest_expires_keep_goes_on_unlocking_and_deny_withholds(tmp_path, broker, face_fixtures,
                                                                                on_expired):

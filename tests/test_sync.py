@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import contextmanager
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 from daemon.events import unlock_event
 from daemon.events.mqtt import MqttEventSink
@@ -212,64 +214,65 @@ def test_a_device_keeps_working_while_the_broker_is_unreachable(tmp_path):
 
 # ---------------------------------------------------------------- events that must not arrive late
 
-def test_an_unlock_from_an_outage_longer_than_its_maximum_age_is_never_delivered(broker, tmp_path, caplog):
+@contextmanager
+def event_link(broker, tmp_path, unlock_max_age_s: float, via=None):
+    """A connected link and event sink on a new site (through ``via``, a proxy, if given),
+    and a consumer with a persistent session on its event topic."""
     site = new_site()
     topic = event_topic(site, "door1")
     consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
-    link = make_link(broker, site)
-    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=1.0)
+    link = make_link(via or broker, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=unlock_max_age_s)
     link.start()
     try:
         assert wait(lambda: link.connected)
-        broker.stop()
-        assert wait(lambda: not link.connected)
-        late = event(site)
-        sink.emit(late)                 # queued in paho and kept in the outbox
-        time.sleep(2.0)                 # the outage outlasts unlock_max_age_s
-        broker.start()
-        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
-        fresh = event(site, "bob")      # the link works again
-        sink.emit(fresh)
-        assert consumer.wait_for(lambda p: fresh["event_id"] in {e["event_id"] for e in p.json(topic)})
-        time.sleep(0.5)
-        assert late["event_id"] not in {e["event_id"] for e in consumer.json(topic)}, "a stale unlock was delivered"
-        assert wait(lambda: (sink.poll(), len(sink.outbox))[1] == 0)
-        assert f"unlock of {late['ts']} {late['event_id']} not sent" in caplog.text
+        yield SimpleNamespace(site=site, topic=topic, consumer=consumer, link=link, sink=sink)
     finally:
         link.stop()
         consumer.close()
+
+
+def delivered_ids(e) -> list[str]:
+    return [d["event_id"] for d in e.consumer.json(e.topic)]
+
+
+def test_an_unlock_from_an_outage_longer_than_its_maximum_age_is_never_delivered(broker, tmp_path, caplog):
+    with event_link(broker, tmp_path, unlock_max_age_s=1.0) as e:
+        broker.stop()
+        assert wait(lambda: not e.link.connected)
+        late = event(e.site)
+        e.sink.emit(late)               # queued in paho and kept in the outbox
+        time.sleep(2.0)                 # the outage outlasts unlock_max_age_s
+        broker.start()
+        assert wait(lambda: (e.sink.poll(), e.sink.expired)[1] == 1, timeout=15)
+        fresh = event(e.site, "bob")    # the link works again
+        e.sink.emit(fresh)
+        assert wait(lambda: fresh["event_id"] in delivered_ids(e))
+        time.sleep(0.5)
+        assert late["event_id"] not in delivered_ids(e), "a stale unlock was delivered"
+        assert wait(lambda: (e.sink.poll(), len(e.sink.outbox))[1] == 0)
+        assert f"unlock of {late['ts']} {late['event_id']} not sent" in caplog.text
 
 
 def test_a_short_outage_delivers_every_event_once(broker, tmp_path):
     """At least once, and the door sends no event twice: after the reconnect the outbox
     re-sends only what paho does not hold already (QoS 1 may still duplicate a message whose
     acknowledgement was lost; consumers drop those by event_id)."""
-    site = new_site()
-    topic = event_topic(site, "door1")
-    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
-    link = make_link(broker, site)
-    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=30.0)
-    link.start()
-    try:
-        assert wait(lambda: link.connected)
-        sent = [event(site, "alice")]
-        sink.emit(sent[0])
-        assert consumer.wait_for(lambda p: len(p.json(topic)) == 1)
-        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0)
+    with event_link(broker, tmp_path, unlock_max_age_s=30.0) as e:
+        sent = [event(e.site, "alice")]
+        e.sink.emit(sent[0])
+        assert wait(lambda: len(delivered_ids(e)) == 1)
+        assert wait(lambda: (e.sink.poll(), e.sink.pending)[1] == 0)
         broker.stop()
-        assert wait(lambda: not link.connected)
-        sent += [event(site, "bob"), event(site, "carol")]
-        for e in sent[1:]:
-            sink.emit(e)
+        assert wait(lambda: not e.link.connected)
+        sent += [event(e.site, "bob"), event(e.site, "carol")]
+        for one in sent[1:]:
+            e.sink.emit(one)
         broker.start()
-        assert consumer.wait_for(lambda p: len(p.json(topic)) >= 3, timeout=15)
-        assert wait(lambda: (sink.poll(), sink.pending)[1] == 0)
+        assert wait(lambda: len(delivered_ids(e)) >= 3, timeout=15)
+        assert wait(lambda: (e.sink.poll(), e.sink.pending)[1] == 0)
         time.sleep(0.5)
-        ids = [e["event_id"] for e in consumer.json(topic)]
-        assert sorted(ids) == sorted(e["event_id"] for e in sent) and sink.expired == 0
-    finally:
-        link.stop()
-        consumer.close()
+        assert sorted(delivered_ids(e)) == sorted(one["event_id"] for one in sent) and e.sink.expired == 0
 
 
 class FreezableProxy:
@@ -324,51 +327,37 @@ class FreezableProxy:
 def test_an_unlock_in_flight_when_the_link_silently_died_is_not_sent_after_the_reconnect(broker, tmp_path):
     """paho re-sends unacknowledged messages after a reconnect, which may be much later.
     The link takes the expired ones out of paho's queue before it can."""
-    site = new_site()
-    topic = event_topic(site, "door1")
-    consumer = Probe(broker, topic)
     proxy = FreezableProxy(broker)
-    link = make_link(proxy, site)
-    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=1.0)
-    link.start()
     try:
-        assert wait(lambda: link.connected)
-        proxy.frozen = True
-        late = event(site)
-        sink.emit(late)                 # paho sends it into the void and waits for a PUBACK
-        time.sleep(2.0)
-        assert link.connected, "the door has not noticed"
-        proxy.cut()                     # the connection finally drops; paho reconnects and would re-send
-        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
-        fresh = event(site, "bob")
-        sink.emit(fresh)
-        assert consumer.wait_for(lambda p: [e["event_id"] for e in p.json(topic)] == [fresh["event_id"]])
-        time.sleep(0.5)
-        assert [e["event_id"] for e in consumer.json(topic)] == [fresh["event_id"]]
-        assert wait(lambda: (sink.poll(), len(sink.outbox))[1] == 0)
+        with event_link(broker, tmp_path, unlock_max_age_s=1.0, via=proxy) as e:
+            proxy.frozen = True
+            late = event(e.site)
+            e.sink.emit(late)           # paho sends it into the void and waits for a PUBACK
+            time.sleep(2.0)
+            assert e.link.connected, "the door has not noticed"
+            proxy.cut()                 # the connection finally drops; paho reconnects and would re-send
+            assert wait(lambda: (e.sink.poll(), e.sink.expired)[1] == 1, timeout=15)
+            fresh = event(e.site, "bob")
+            e.sink.emit(fresh)
+            assert wait(lambda: delivered_ids(e) == [fresh["event_id"]])
+            time.sleep(0.5)
+            assert delivered_ids(e) == [fresh["event_id"]]
+            assert wait(lambda: (e.sink.poll(), len(e.sink.outbox))[1] == 0)
     finally:
-        link.stop()
         proxy.close()
-        consumer.close()
 
 
 def test_events_carry_their_remaining_lifetime_as_mqtt_message_expiry(broker, tmp_path):
-    site = new_site()
-    topic = event_topic(site, "door1")
-    seen = []
-    client = mqtt_v5_client(broker, topic, seen)
-    link = make_link(broker, site)
-    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=5.0)
-    link.start()
-    try:
-        assert wait(lambda: link.connected)
-        sink.emit(event(site))
-        assert wait(lambda: len(seen) == 1)
-        assert 1 <= seen[0] <= 5
-    finally:
-        link.stop()
-        client.disconnect()
-        client.loop_stop()
+    with event_link(broker, tmp_path, unlock_max_age_s=5.0) as e:
+        seen = []
+        client = mqtt_v5_client(broker, e.topic, seen)
+        try:
+            e.sink.emit(event(e.site))
+            assert wait(lambda: len(seen) == 1)
+            assert 1 <= seen[0] <= 5
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
 
 def mqtt_v5_client(broker, topic, seen):

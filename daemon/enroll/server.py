@@ -35,7 +35,8 @@ from daemon import notify as systemd
 from daemon.enroll.store import EnrollmentStore
 from daemon.enroll.tool import import_newer
 from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings
+from daemon.sync.broker import BrokerSettings, ConnectionState
+from daemon.sync.link import drain
 from daemon.sync.manifest import parse_top
 from daemon.sync.publish import iso_utc
 from daemon.sync.records import RecordError
@@ -47,7 +48,7 @@ SETTLE_S = 1.0          # after subscribing: the broker's retained messages arri
 MIN_REPAIR_GAP_S = 1.0  # a topic someone keeps overwriting is repaired at most once a second
 
 
-class EnrollmentServer:
+class EnrollmentServer(ConnectionState):
     def __init__(self, store: EnrollmentStore, site: str, key: Ed25519PrivateKey, broker: BrokerSettings, *,
                  manifest_interval_s: float, manifest_valid_s: float, settle_s: float = SETTLE_S,
                  keepalive_s: int = 30, reconnect_min_s: int = 1, reconnect_max_s: int = 30):
@@ -55,11 +56,9 @@ class EnrollmentServer:
         self.manifest_interval_s, self.manifest_valid_s = manifest_interval_s, manifest_valid_s
         self.settle_s = settle_s
         self.trust = Trust.of(key.public_key())
-        self.connected = False
-        self.connect_count = 0
+        self.syncs = 0                       # full comparisons done (one after each connection)
         self.repairs = 0                     # topics published or cleared because the broker differed
         self.imported = 0
-        self.last_error: str | None = None
         self._keepalive_s = keepalive_s
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()  # ("connected",) / ("subscribed",) / (topic, payload)
         self._seen: dict[str, bytes] = {}    # what the broker holds, as far as we know
@@ -67,6 +66,7 @@ class EnrollmentServer:
         self._settle_limit = 0.0
         self._dirty: set[str] = set()        # topics to compare once settled
         self._repaired_at: dict[str, float] = {}
+        self._synced = False                 # sync_all done since the last connection
         self._next_sign = 0.0
         self._stop = threading.Event()
         self._refusals: queue.SimpleQueue = queue.SimpleQueue()
@@ -111,6 +111,7 @@ class EnrollmentServer:
             self._stop.wait(0.2)
 
     def stop(self) -> None:
+        self.stopping = True
         self._stop.set()
 
     def close(self) -> None:
@@ -125,10 +126,11 @@ class EnrollmentServer:
     # ---------------------------------------------------------------- the work (caller's thread)
     def step(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for item in self._drain():
+        for item in drain(self._inbox):
             if item[0] == "connected":
                 self._seen.clear()
                 self._settle_at = None
+                self._synced = False
             elif item[0] == "subscribed":
                 if any(code.is_failure for code in item[1]):
                     self.last_error = (f"the broker refused the subscriptions {', '.join(self.filters)}: "
@@ -149,9 +151,10 @@ class EnrollmentServer:
             self._settle_at = None
             self._dirty.clear()
             self.sync_all(now)
-        elif self._settle_at is None and self._dirty:
+            self._synced = True
+        elif self._synced and self._dirty:
             self._repair(now)
-        if self._settle_at is None and now >= self._next_sign:
+        if self._synced and now >= self._next_sign:
             self._sign_and_publish(now)
 
     def sync_all(self, now: float) -> None:
@@ -170,6 +173,7 @@ class EnrollmentServer:
                 self._publish(topic, b"")
                 changed += 1
         self.repairs += changed
+        self.syncs += 1
         log.info("broker in step with the store: %d retained message(s) published or cleared, %d expected",
                  changed, len(expected))
 
@@ -241,20 +245,8 @@ class EnrollmentServer:
             self._topics[info.mid] = topic
         self._seen[topic] = payload
 
-    def _drain(self) -> list:
-        items = []
-        while True:
-            try:
-                items.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return items
-
     def _log_refusals(self) -> None:
-        while True:
-            try:
-                mid, reason = self._refusals.get_nowait()
-            except queue.Empty:
-                return
+        for mid, reason in drain(self._refusals):
             with self._lock:
                 topic = self._topics.pop(mid, "?")
             self.last_error = f"the broker refused {topic}: {reason}"
@@ -263,26 +255,13 @@ class EnrollmentServer:
 
     # ---------------------------------------------------------------- paho callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.last_error = f"broker {self.broker.describe()} refused the connection: {reason_code}"
-            log.error("%s", self.last_error)
+        if not self._accepted(reason_code):
             return
-        log.info("connected to MQTT broker %s", self.broker.describe())
         self._inbox.put(("connected",))
         self.connected = True
         self.connect_count += 1
         options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
         client.subscribe([(f, options) for f in self.filters])
-
-    def _on_connect_fail(self, client, userdata) -> None:
-        self.last_error = f"cannot reach MQTT broker {self.broker.describe()}"
-        log.warning("%s; retrying", self.last_error)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connected = False
-        if not self._stop.is_set():
-            self.last_error = f"disconnected from MQTT broker {self.broker.describe()}: {reason_code}"
-            log.warning("%s; reconnecting", self.last_error)
 
     def _on_message(self, client, userdata, message) -> None:
         if not message.retain:

@@ -188,7 +188,7 @@ def commit(target: Target, publications: list[Publication], clear: list[str] = (
     if target.client is None:
         log.warning("the broker is not reachable: stored in %s only; `facegate server` publishes it as soon "
                     "as it can reach the broker", target.store.path)
-        return f"the store {target.store.path} (not yet published)"
+        return f"{target.store.path} (not yet published)"
     for p in publications:
         target.client.publish(p.topic, p.payload, retain=True)
     for topic in clear:

@@ -37,7 +37,7 @@ class Admission:
         self.manifest = stored                  # the newest complete, valid manifest
         self.generation = 0                     # bumped when the manifest changes
         self.rejected: Counter[str] = Counter() # manifest tops refused here (sequence, expiry, pages)
-        self.superseded = 0                     # replayed or superseded records dropped
+        self.superseded = 0                     # replayed or superseded records (not tombstones) dropped
         self.evicted = 0                        # waiting records dropped because too many waited
         self._wall = wall
         self._pending: ManifestTop | None = None
@@ -147,6 +147,9 @@ class Admission:
             self._ready.append(self._waiting.pop(key))
         elif entry is not None and entry[0] >= record.version:
             del self._waiting[key]
+            if record.deleted:  # an old tombstone of someone enrolled again since: normal, and harmless
+                log.debug("ignored %r: manifest seq %d lists v%d", record, self.manifest.seq, entry[0])
+                return
             self.superseded += 1
             log.warning("refused %r: manifest seq %d lists %s v%d (a replayed or superseded record)", record,
                         self.manifest.seq, "a tombstone" if entry[1] else "a record", entry[0])

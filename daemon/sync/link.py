@@ -31,7 +31,7 @@ from paho.mqtt.properties import Properties
 
 from daemon.gallery.record import PersonRecord
 from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings
+from daemon.sync.broker import BrokerSettings, ConnectionState
 from daemon.sync.manifest import MAX_PAGE_BYTES, parse_page, parse_top
 from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
 from daemon.sync.signing import Trust
@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+
+
+def drain(q: queue.SimpleQueue) -> list:
+    """Everything queued so far (by paho's thread), oldest first, without waiting."""
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class Ack:
     refused: str | None = None   # the MQTT 5 reason code when the broker refused it (e.g. its ACL)
 
 
-class MqttLink:
+class MqttLink(ConnectionState):
     """Connects in the background and keeps reconnecting (with backoff) until stop()."""
 
     def __init__(self, *, broker: BrokerSettings, site: str, device_id: str, model_id: str,
@@ -73,9 +83,6 @@ class MqttLink:
         # and every tombstone.
         self.filters = (*topics.manifest_filters(site, model_id), topics.enroll_filter(site, model_id),
                         topics.revoke_filter(site))
-        self.connected = False
-        self.connect_count = 0               # successful connections so far (the main thread watches it)
-        self.last_error: str | None = None
         self.subscribed = threading.Event()  # set once the enrollment subscriptions are acknowledged
         self.last_record_at = 0.0            # time.monotonic() of the last enrollment message
         self.rejected: Counter[str] = Counter()  # reason code -> refused enrollment messages
@@ -87,7 +94,6 @@ class MqttLink:
         self._topics: dict[int, str] = {}    # mid -> topic of our messages not yet answered
         self._expiring: dict[int, tuple[float, Properties]] = {}  # mid -> (wall-clock deadline, its properties)
         self._expired: list[int] = []        # mids taken out of paho's queue, past their deadline
-        self._stopping = False
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"facegate-{site}-{device_id}",
                              protocol=mqtt.MQTTv5)
@@ -120,7 +126,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish "offline" (a clean disconnect does not fire the Last Will), then disconnect."""
-        self._stopping = True
+        self.stopping = True
         if self.connected:
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             try:
@@ -193,21 +199,11 @@ class MqttLink:
 
     def take_manifests(self) -> list:
         """Verified manifest tops (ManifestTop) and pages ((sha256, entries)), in arrival order."""
-        items = []
-        while True:
-            try:
-                items.append(self._manifests.get_nowait())
-            except queue.Empty:
-                return items
+        return drain(self._manifests)
 
     def take_records(self) -> list[PersonRecord]:
         """Validated enrollment records received since the last call, in arrival order."""
-        records = []
-        while True:
-            try:
-                records.append(self._records.get_nowait())
-            except queue.Empty:
-                return records
+        return drain(self._records)
 
     def rejected_counts(self) -> dict[str, int]:
         with self._lock:
@@ -219,11 +215,8 @@ class MqttLink:
 
     # ---- paho callbacks (network thread): validate and queue, never raise ----
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.last_error = f"broker {self.broker.describe()} refused the connection: {reason_code}"
-            log.error("%s", self.last_error)
+        if not self._accepted(reason_code):
             return
-        log.info("connected to MQTT broker %s", self.broker.describe())
         self._drop_expired(client)
         self.connected = True
         self.connect_count += 1
@@ -248,18 +241,6 @@ class MqttLink:
                     self._expired.append(mid)
                 else:
                     properties.MessageExpiryInterval = max(1, math.ceil(deadline - now))
-
-    def _on_connect_fail(self, client, userdata) -> None:
-        tls = (" (or the TLS handshake failed: check mqtt.tls_ca_file, the client certificate and the "
-               "broker's host name)") if self.broker.tls else ""
-        self.last_error = f"cannot reach MQTT broker {self.broker.describe()}{tls}"
-        log.warning("%s; retrying", self.last_error)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connected = False
-        if not self._stopping:
-            self.last_error = f"disconnected from MQTT broker {self.broker.describe()}: {reason_code}"
-            log.warning("%s; reconnecting", self.last_error)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
