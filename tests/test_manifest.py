@@ -211,6 +211,21 @@ def test_the_door_refuses_old_expired_and_foreign_manifests_and_remembers_the_se
         server.close()
 
 
+def test_a_door_with_no_history_and_no_manifest_on_the_broker_applies_nothing(tmp_path, broker):
+    """An empty broker, or one holding only records (the manifest cleared), is not a sync."""
+    cfg = service_config(tmp_path, broker, mqtt={"sync_wait_s": 0.5})
+    site, model = cfg.device.site, "pixel-test"
+    publish(broker, *enrollment(site, "alice", unit_vectors(2), model, 1))  # validly signed, listed nowhere
+    door = ServiceThread(Service(cfg, encoder=PixelEncoder(), source=_NoFrames()))
+    try:
+        assert door.wait_until(lambda s: s.health()["records"]["waiting"] == 1)
+        health = door.service.health()
+        assert health["manifest"]["state"] == "none" and health["records"]["applied"] == 0
+        assert door.service.gallery.get("alice") is None and door.service.matcher.index.person_ids == ()
+    finally:
+        door.stop()
+
+
 def test_a_stored_person_whose_new_version_is_withheld_is_no_longer_matched(tmp_path, broker):
     """The door holds alice v1; the server re-enrolled her (v2, another face) while the door
     was off, and someone put v1 back on the broker. The door must not match the old face."""

@@ -243,3 +243,18 @@ def test_every_state_file_of_a_door_with_a_broker_is_private(tmp_path, broker, f
     assert {"gallery.sqlite3", "outbox.sqlite3"} <= names
     assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {n: 0o600 for n in names}
     assert state.stat().st_mode & 0o777 == 0o700
+
+
+def test_state_left_readable_by_an_older_version_is_made_private(tmp_path, face_fixtures):
+    """A state folder (0755) and gallery (0644) from before this version, or from a
+    hand-made folder: narrowed to 0700 / 0600 at start."""
+    copy_photos(person_photos(face_fixtures, X)[:1], tmp_path / "frames")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    from daemon.gallery import Gallery
+    Gallery.open(state).close()
+    (state / "gallery.sqlite3").chmod(0o644)
+    run_once(service_config(tmp_path))
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {f.name: 0o600 for f in state.iterdir()}

@@ -275,6 +275,37 @@ def test_a_short_outage_delivers_every_event_once(broker, tmp_path):
         assert sorted(delivered_ids(e)) == sorted(one["event_id"] for one in sent) and e.sink.expired == 0
 
 
+def test_an_unlock_left_in_the_outbox_by_a_previous_run_is_dropped_once_too_old(broker, tmp_path):
+    """The door stopped with an unlock undelivered and restarted later than its maximum age."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    broker.stop()
+    first = make_link(broker, site)
+    sink = make_sink(first, tmp_path, topic, unlock_max_age_s=1.0)
+    first.start()
+    late = event(site)
+    sink.emit(late)
+    first.stop()
+    sink.outbox.close()             # the process ends with the event undelivered
+    time.sleep(1.5)
+
+    broker.start()
+    second = make_link(broker, site)
+    sink = make_sink(second, tmp_path, topic, unlock_max_age_s=1.0)
+    assert sink.pending == 1
+    second.start()
+    try:
+        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
+        assert sink.pending == 0
+        fresh = event(site, "bob")
+        sink.emit(fresh)
+        assert consumer.wait_for(lambda p: [e["event_id"] for e in p.json(topic)] == [fresh["event_id"]])
+    finally:
+        second.stop()
+        consumer.close()
+
+
 class FreezableProxy:
     """A TCP relay to the broker that can go silent without closing anything (a cable pulled
     somewhere between door and broker: the door believes it is still connected), and then
