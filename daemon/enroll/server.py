@@ -227,7 +227,7 @@ class EnrollmentServer(ConnectionState):
         manifests = self.store.sign_manifests(self.site, self.key, self.manifest_valid_s, min_seq=min_seq)
         self._next_sign = now + self.manifest_interval_s
         if publish:
-            expected = self.store.retained(self.site)
+            expected = self.store.manifest_messages(self.site)
             for manifest in manifests:
                 for topic, payload in manifest.messages():
                     if self._seen.get(topic) != payload:
