@@ -171,19 +171,25 @@ def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns
         probe.close()
 
 
-def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart(broker, tmp_path):
-    site = new_site()
-    topic = event_topic(site, "door1")
-    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+def leave_in_outbox(broker, site, folder) -> dict:
+    """A previous run: the broker is down, an unlock is emitted, the process ends with it
+    undelivered in the outbox. The broker stays down."""
     broker.stop()
     first = make_link(broker, site)
-    sink = make_sink(first, tmp_path, topic)
+    sink = make_sink(first, folder, event_topic(site, "door1"))
     first.start()
     e = event(site)
     sink.emit(e)
     first.stop()
-    sink.outbox.close()  # the process ends with the event undelivered
+    sink.outbox.close()
+    return e
 
+
+def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart(broker, tmp_path):
+    site = new_site()
+    topic = event_topic(site, "door1")
+    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    e = leave_in_outbox(broker, site, tmp_path)
     broker.start()
     second = make_link(broker, site)
     sink = make_sink(second, tmp_path, topic)
@@ -280,14 +286,7 @@ def test_an_unlock_left_in_the_outbox_by_a_previous_run_is_dropped_once_too_old(
     site = new_site()
     topic = event_topic(site, "door1")
     consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
-    broker.stop()
-    first = make_link(broker, site)
-    sink = make_sink(first, tmp_path, topic, unlock_max_age_s=1.0)
-    first.start()
-    late = event(site)
-    sink.emit(late)
-    first.stop()
-    sink.outbox.close()             # the process ends with the event undelivered
+    leave_in_outbox(broker, site, tmp_path)
     time.sleep(1.5)
 
     broker.start()
