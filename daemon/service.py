@@ -130,8 +130,8 @@ class Service:
         the model and gallery are loaded: from then on the door can recognise people."""
         cfg = self.cfg
         check_device_trust(cfg)  # before anything slow: a door must not sync unsigned records by accident
-        self._load_model()
         state_dir = private_dir(cfg.device.state_dir)  # refuses a folder others can write to
+        self._load_model()
         self.gallery = Gallery.open(state_dir)
         if cfg.gallery.photos:
             self._seed_gallery(cfg.gallery.photos)

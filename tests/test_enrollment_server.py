@@ -367,6 +367,25 @@ def test_the_store_and_its_folder_are_private_and_a_writable_folder_is_refused(t
         EnrollmentStore.open(tmp_path / "server")
 
 
+def test_the_store_is_private_after_a_hand_run_of_the_command_line(tmp_path):
+    """`facegate list` run by hand with a umask of 022 creates the store 0700 / 0600; a
+    group-writable folder is refused with exit code 2."""
+    state = tmp_path / "server"
+
+    def facegate_list():
+        return subprocess.run([sys.executable, "-m", "daemon", "list", "--site", "hq", "--state-dir", str(state)],
+                              cwd=REPO, capture_output=True, text=True, timeout=60,
+                              preexec_fn=lambda: os.umask(0o022))
+    result = facegate_list()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "0 current message(s) in the store" in result.stdout
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {f.name: 0o600 for f in state.iterdir()}
+    state.chmod(0o775)
+    result = facegate_list()
+    assert result.returncode == 2 and "is writable by other users" in result.stderr
+
+
 def test_a_signed_record_the_store_never_made_is_not_imported_if_older(tmp_path):
     """Importing is only for what is newer than the store: a replayed old record is not."""
     from daemon.enroll.tool import import_newer

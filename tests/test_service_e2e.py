@@ -230,10 +230,9 @@ def test_cli_under_systemd_notify_and_graceful_sigterm(tmp_path, broker, encoder
     probe.close()
 
 
-def test_state_files_are_private_after_a_hand_run_and_a_shared_folder_is_refused(tmp_path, encoder_model,
-                                                                                 face_fixtures, gallery_photos):
+def test_state_files_are_private_after_a_hand_run(tmp_path, encoder_model, face_fixtures, gallery_photos):
     """Not under systemd (no StateDirectoryMode, a umask of 022): the state folder is
-    still 0700 and every file in it 0600; a folder others can write to stops the daemon."""
+    still 0700 and every file in it 0600 (a shared folder: test_cli_run.py)."""
     frames = camera_frames(person_photos(face_fixtures, X)[:2], tmp_path / "frames")
     state = tmp_path / "state"
     args = ("run", "--replay", str(frames), "--fps", "0", "--gallery-photos", str(gallery_photos),
@@ -245,8 +244,3 @@ def test_state_files_are_private_after_a_hand_run_and_a_shared_folder_is_refused
     files = list(state.iterdir())
     assert any(f.name == "gallery.sqlite3" for f in files)
     assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
-
-    state.chmod(0o777)
-    proc = facegate(*args)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and b"is writable by other users" in err and b"chmod 700" in err
