@@ -4,6 +4,7 @@ Commands:
     compare   facegate vs face_recognition (dlib): accuracy, speed and size in one run
               (``python -m bench compare --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
+    liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
     manifest  site manifest size at 1e2..1e5 people (bench/manifest_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
 
@@ -19,7 +20,8 @@ import importlib
 import inspect
 import sys
 
-COMMANDS = {"compare": "bench.compare.cli", "daemon": "bench.daemon_bench", "model": "bench.model_bench"}
+COMMANDS = {"compare": "bench.compare.cli", "daemon": "bench.daemon_bench", "liveness": "bench.liveness_bench",
+            "model": "bench.model_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:

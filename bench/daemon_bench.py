@@ -24,7 +24,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -34,7 +33,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path
 
-from bench.machine import cpu_model  # noqa: E402
+from bench.machine import cpu_model, report  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -60,7 +59,9 @@ def make_frames(folder: Path, count: int = 24) -> Path:
     return folder
 
 
-def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int) -> dict:
+def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int, liveness: str = "off") -> dict:
+    """The Service loop on replayed frames. The frames' faces are enrolled, so with ``liveness``
+    on every face is also checked (still photos never pass: the cost is paid on every frame)."""
     from daemon.config import config_from_dict
     from daemon.service import STAGES, Service
 
@@ -69,6 +70,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
         "source": {"kind": "replay", "path": str(frames_dir), "fps": 0.0, "loop": True},
         "model": {"path": model or "", "threads": 1},
         "gallery": {"photos": str(FACES)},
+        "liveness": {"mode": liveness},
     }, env={})
     service = Service(cfg, stdout=io.StringIO())
     service.start()
@@ -88,6 +90,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
     service.close()
     return {
         "frames": n_frames, "frame_size": "640x480", "faces_embedded_per_frame": round(faces / n_frames, 2),
+        "liveness": liveness,
         "stages_ms": {s: round(timer.total_s[s] / max(timer.count[s], 1) * 1000, 3) for s in STAGES},
         "per_frame_ms": round(elapsed / n_frames * 1000, 3),
         "fps": round(n_frames / elapsed, 1),
@@ -137,7 +140,8 @@ def _proc_status(pid: int) -> dict:
     return fields
 
 
-def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: int, run_s: float) -> dict:
+def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: int, run_s: float,
+                   extra_args: tuple[str, ...] = ()) -> dict:
     """Time to READY=1 (first boot and restart) and RSS of `facegate run` as a process."""
     result = {}
     for label in ("first_boot", "restart", "restart_2"):
@@ -149,6 +153,7 @@ def daemon_process(model: str | None, frames_dir: Path, state_dir: Path, cpu: in
                 "--gallery-photos", str(FACES), "--state-dir", str(state_dir)]
         if model:
             args += ["--model", model]
+        args += list(extra_args)
         started = time.perf_counter()
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "NOTIFY_SOCKET": str(sock_path)},
@@ -196,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "match": match_scaling([int(s) for s in args.sizes.split(",")], info.embedding_size, info.threshold),
             "process": daemon_process(args.model, frames, tmp / "state-process", args.cpu, args.run_s),
         }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    report(result, args.json)
     return 0
 
 

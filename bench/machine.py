@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
@@ -15,3 +16,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def report(result: dict, path: str | None, indent: int = 2) -> None:
+    """Print a benchmark's result as JSON, and also write it to ``path`` if given."""
+    text = json.dumps(result, indent=indent)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")

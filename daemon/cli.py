@@ -45,7 +45,7 @@ RUN_OVERRIDES = {
     "replay": "source.path", "fps": "source.fps", "loop": "source.loop", "camera": "source.device",
     "gallery_photos": "gallery.photos", "state_dir": "device.state_dir", "device_id": "device.id",
     "site": "device.site", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "model": "model.path",
-    "backend": "model.backend",
+    "backend": "model.backend", "liveness": "liveness.mode",
 }
 
 
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-port", type=int, metavar="PORT")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
     p.add_argument("--backend", choices=["cpu", "edgetpu"])
+    p.add_argument("--liveness", choices=["off", "blink", "passive", "both"],
+                   help="presentation-attack check (default: the config's liveness.mode; see docs/security.md)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("keygen", help="create the enrollment server's Ed25519 signing key pair")

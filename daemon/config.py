@@ -29,6 +29,7 @@ from daemon.sync.topics import valid_name
 SOURCE_KINDS = ("replay", "opencv", "picamera2")
 ON_EXPIRED_MANIFEST = ("keep", "deny")
 BACKENDS = ("cpu", "edgetpu")  # daemon.embeddings.BACKENDS, without importing the runtime
+LIVENESS_MODES = ("off", "blink", "passive", "both")  # daemon.liveness.MODES, without importing models
 PASSWORD_ENV = "FACEGATE_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "FACEGATE_MQTT_PASSWORD_FILE"
 USERNAME_ENV = "FACEGATE_MQTT_USERNAME"
@@ -100,6 +101,27 @@ class DecisionConfig:
     k: int = doc(3, "Unlock when the same person matched in k ...")
     n: int = doc(5, "... of the last n processed frames.")
     cooldown_s: float = doc(10.0, "After an unlock, no new unlock for the same person for this many seconds.")
+
+
+@dataclass
+class LivenessConfig:
+    """Presentation-attack checks on faces that matched someone (docs/security.md#liveness)."""
+    mode: str = doc("blink", "off (no check), blink (the eyes must close and reopen), passive (a network "
+                             "judges each frame for print or screen), or both (blink and passive).")
+    window_s: float = doc(5.0, "An unlock needs the k-of-n match and the liveness evidence of the same "
+                               "person within the last this many seconds.")
+    evidence_margin: float = doc(0.1, "A face that misses the match threshold by at most this much (closed eyes "
+                                      "do that) still counts as liveness evidence of the person matched at the "
+                                      "same place within the window; it never counts as a match.")
+    blink_closed_ear: float = doc(0.17, "blink: eyes count as closed when both eye aspect ratios are at "
+                                        "or below this.")
+    blink_open_ear: float = doc(0.21, "blink: eyes count as open when the more open eye's aspect ratio is "
+                                      "at or above this (must be above blink_closed_ear).")
+    passive_threshold: float = doc(0.0, "passive: minimum mean live probability over the window, 0..1; "
+                                        "0 = the model's calibrated threshold from liveness_pad.json.")
+    passive_min_frames: int = doc(3, "passive: frames of the person that must be scored before it can pass.")
+    passive_model: str = doc("", "passive: PAD network .tflite with its .json beside it; empty = the model "
+                                 "shipped with facegate.")
 
 
 @dataclass
@@ -180,6 +202,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
@@ -261,6 +284,17 @@ def validate(cfg: Config) -> Config:
     _check(dc.k >= 1, f"decision.k must be >= 1 (got {dc.k})")
     _check(dc.k <= dc.n, f"decision.k must be ≤ decision.n (got k={dc.k}, n={dc.n})")
     _check(dc.cooldown_s >= 0, f"decision.cooldown_s must be >= 0 (got {dc.cooldown_s})")
+    lv = cfg.liveness
+    _check(lv.mode in LIVENESS_MODES, f"liveness.mode must be one of {', '.join(LIVENESS_MODES)} (got {lv.mode!r})")
+    _check(0 < lv.window_s <= 60, f"liveness.window_s must be in (0, 60] (got {lv.window_s})")
+    _check(0 <= lv.evidence_margin <= 0.5, f"liveness.evidence_margin must be in 0..0.5 (got {lv.evidence_margin})")
+    _check(0 < lv.blink_closed_ear < 1, f"liveness.blink_closed_ear must be in (0, 1) (got {lv.blink_closed_ear})")
+    _check(lv.blink_closed_ear < lv.blink_open_ear < 1,
+           "liveness.blink_open_ear must be above liveness.blink_closed_ear and below 1 "
+           f"(got {lv.blink_open_ear} with blink_closed_ear {lv.blink_closed_ear})")
+    _check(0 <= lv.passive_threshold <= 1, f"liveness.passive_threshold must be in 0..1 (got {lv.passive_threshold})")
+    _check(1 <= lv.passive_min_frames <= 100,
+           f"liveness.passive_min_frames must be in 1..100 (got {lv.passive_min_frames})")
     _check(ev.unknown_face_interval_s >= 0,
            f"events.unknown_face_interval_s must be >= 0 (got {ev.unknown_face_interval_s})")
     _check(1 <= mq.port <= 65535, f"mqtt.port must be in 1..65535 (got {mq.port})")
@@ -304,7 +338,8 @@ def check_device_trust(cfg: Config) -> None:
 def _check_files(cfg: Config) -> None:
     """Files the config names must be readable now, not at the first reconnect."""
     named = [(f"mqtt.{k}", getattr(cfg.mqtt, k)) for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")]
-    named += [("enrollment.public_key", cfg.enrollment.public_key)]
+    named += [("enrollment.public_key", cfg.enrollment.public_key),
+              ("liveness.passive_model", cfg.liveness.passive_model)]
     for key, value in named:
         if value and not os.access(value, os.R_OK):
             raise ConfigError(f"{key}: cannot read {value}")

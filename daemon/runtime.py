@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 class ModelError(RuntimeError):
     """A model file is missing, unreadable, or not what the runtime expects."""
@@ -50,3 +52,21 @@ def load_edgetpu_delegate(library: str = "libedgetpu.so.1"):
             "Edge TPU, and use an encoder compiled with edgetpu_compiler; or set "
             "embedder backend = \"cpu\"."
         ) from exc
+
+
+def quantize(x: np.ndarray, dtype, quantization) -> np.ndarray:
+    """Float input -> the model's input tensor type (int8/uint8 with its (scale, zero point));
+    float models take it as it is."""
+    if dtype == np.float32:
+        return x
+    scale, zero = quantization
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, limits.min, limits.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, dtype, quantization) -> np.ndarray:
+    """A model's output tensor -> float32."""
+    if dtype == np.float32:
+        return y.astype(np.float32)
+    scale, zero = quantization
+    return (y.astype(np.float32) - zero) * scale

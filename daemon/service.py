@@ -1,7 +1,7 @@
 """The door daemon's main loop.
 
-    frame -> faces + quality gate -> aligned crops -> embeddings -> matches -> decision -> events
-    (frames)  (faces.align.prepare_faces, quality)   (embeddings)  (matching)  (decision)  (events)
+    frame -> faces + quality gate -> aligned crops -> embeddings -> matches -> liveness -> decision -> events
+    (frames)  (faces.align.prepare_faces, quality)   (embeddings)  (matching)  (liveness)  (decision)  (events)
 
 One thread does all of that, plus the gallery and outbox writes; paho's thread only
 receives and validates (see daemon/sync/link.py). Nothing a camera, a broker or a
@@ -30,6 +30,7 @@ from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import prepare_faces
 from daemon.frames import Frame, FrameSource, ResilientSource, open_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
+from daemon.liveness import FacePoints, Verdict, build_gate
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
 from daemon.quality import DESCRIPTIONS, QualityPolicy
 from daemon.state import private_dir
@@ -38,7 +39,7 @@ from daemon.sync.publish import iso_utc
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "faces", "embed", "match", "decide")  # faces = detect + quality gate + align
+STAGES = ("capture", "faces", "embed", "match", "liveness", "decide")  # faces = detect + quality gate + align
 UNKNOWN_KEY = "<unknown>"  # the "person" unknown faces vote for
 FLUSH_TIMEOUT_S = 3.0
 
@@ -107,6 +108,7 @@ class Service:
                                      cfg.quality.min_eye_distance_px, cfg.quality.min_blur)
         self.decider = UnlockDecider(cfg.decision.k, cfg.decision.n, cfg.decision.cooldown_s)
         self.unknown_decider = UnlockDecider(cfg.decision.k, cfg.decision.n, cfg.events.unknown_face_interval_s)
+        self.liveness = None  # a LivenessGate, built with the models in start(); None = mode off
         self.gallery: Gallery | None = None
         self.matcher: Matcher | None = None
         self.source: ResilientSource | None = None
@@ -165,6 +167,7 @@ class Service:
                                         num_threads=self.cfg.model.threads)
         if self.detector is None:
             self.detector = FaceDetector(num_threads=self.cfg.model.threads)
+        self.liveness = build_gate(self.cfg.liveness, num_threads=self.cfg.model.threads)
 
     @property
     def model_id(self) -> str:
@@ -278,6 +281,16 @@ class Service:
             outcome.results = self.matcher.match_many(embeddings)
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in outcome.results)
+        # ---- liveness hook (issue 11): measure only faces that matched (or just matched) someone ----
+        if self.liveness is not None:
+            now = self._clock()
+            self.liveness.observe_frame(image, [(FacePoints.of(a.face), r)
+                                                for a, r in zip(found.aligned, outcome.results)],
+                                        self.matcher.threshold, now)
+            for person_id in self.liveness.expire(now):
+                log.info("liveness: rejected a presentation of %s (no live evidence before it ended)", person_id)
+            t = self._lap("liveness", t)
+        # ---- end of liveness hook ----
         outcome.events = self._decide(outcome.results)
         self._lap("decide", t)
         return outcome
@@ -294,16 +307,30 @@ class Service:
             if r.status == MATCH:
                 matched[r.person_id] = min(r.distance, matched.get(r.person_id, r.distance))
         events = []
-        for unlock in self.decider.observe(matched, now):
+        verdicts: dict[str, Verdict] = {}
+
+        def live(unlock) -> bool:  # liveness hook (issue 11): the vote says unlock; does liveness agree?
+            verdict = self.liveness.decide(unlock.person_id, now) if self.liveness is not None else None
+            log.debug("decision %s: matched in %d of the last %d frames (best distance %.3f); %s -> %s",
+                      unlock.person_id, unlock.frames_voted, self.decider.n, unlock.distance,
+                      f"liveness {verdict.mode}: {verdict.explain()}" if verdict else "liveness off",
+                      "unlock" if verdict is None or verdict.passed else "no unlock")
+            if verdict is not None:
+                verdicts[unlock.person_id] = verdict
+            return verdict is None or verdict.passed
+
+        for unlock in self.decider.observe(matched, now, gate=live):
             if self._unlocks_denied():
                 self.counters.withheld_unlocks += 1
                 log.warning("unlock of %s withheld: the site manifest is %s and enrollment.on_expired_manifest = "
                             "deny", unlock.person_id, self.admission.state())
                 continue
+            verdict = verdicts.get(unlock.person_id)
             events.append(unlock_event(
                 device_id=self.cfg.device.id, site=self.cfg.device.site, person_id=unlock.person_id,
                 name=self.matcher.index.name_of(unlock.person_id), distance=unlock.distance,
-                frames_voted=unlock.frames_voted, model_id=self.model_id, ts=wall))
+                frames_voted=unlock.frames_voted, model_id=self.model_id, ts=wall,
+                liveness=verdict.to_event() if verdict else None))
         if self.cfg.events.unknown_face:
             unknown = [r.distance for r in results if r.status == UNKNOWN]
             for vote in self.unknown_decider.observe({UNKNOWN_KEY: min(unknown)} if unknown else {}, now):
@@ -475,6 +502,7 @@ class Service:
                        "reopen_count": src.reopen_count if src else 0,
                        "last_error": src.last_error if src else None},
             "broker": {"connected": bool(self.link and self.link.connected)} if self.link else None,
+            "liveness": self.liveness.health() if self.liveness is not None else {"mode": "off"},
             "last_error": errors[0] if errors else None,
             "timings_ms": self.timer.snapshot(),
         }

@@ -3,6 +3,8 @@
     model-build train    --data DIR [--data DIR] --pairs FILE --holdout-folds 7,8 --run-dir RUN
     model-build evaluate --model MODEL --data DIR --pairs FILE [--folds 7,8] [--out DIR] [--json]
     model-build export   --run-dir RUN --out DIR
+    model-build train-liveness --data LIVENESS_DIR --train nuaa,msu [--test msu] [--holdout-subjects 0001]
+                               --run-dir RUN [--out daemon/models]
 
 Fold numbers are 1-based, as in LFW's documentation.
 """
@@ -93,6 +95,9 @@ def _training_set(args, cfg, excluded: set[str]):
 
 
 def cmd_train(args) -> int:
+    if args.threads:  # before TensorFlow starts its thread pools
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from model_build.data.datasets import DatasetError
     from model_build.data.views import ViewConfig
     from model_build.evaluators.pairs import people_in_folds
@@ -287,6 +292,67 @@ def _brief(s: dict) -> dict:
             "n_people": s["n_people"]}
 
 
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def cmd_train_liveness(args) -> int:
+    """Train the passive PAD network, export it int8, and score the samples it did not see."""
+    import numpy as np
+
+    from model_build.evaluators.pad import pad_summary
+    from model_build.liveness.data import DATASETS, LivenessDataError, list_samples, load_crops
+    from model_build.liveness.train import MODEL_NAME, PadTrainConfig, config_dict, export_pad, train_pad
+    from daemon.liveness.passive import PadModel
+
+    unknown = sorted(set(args.train + args.test) - set(DATASETS))
+    if unknown:
+        raise SystemExit(f"error: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+    cfg = PadTrainConfig(input_size=args.input_size, width=args.width, epochs=args.epochs, seed=args.seed,
+                         learning_rate=args.lr, min_steps=args.min_steps)
+    try:
+        samples = list_samples(args.data, tuple(dict.fromkeys(args.train + args.test)))
+    except LivenessDataError as exc:
+        log.error("%s", exc)
+        return 2
+    data = load_crops(args.data, samples, cfg.input_size, args.cache_dir)
+    held = set(args.holdout_subjects)
+    in_train = np.array([s.dataset in args.train and s.subject not in held for s in data.samples])
+    in_test = np.array([s.dataset in args.test for s in data.samples]) & ~in_train
+    train_set, test_set = data.subset(in_train), data.subset(in_test)
+    log.info("training on %d crops (%d bona fide) of %s%s; testing on %d crops of %s",
+             len(train_set.samples), int(train_set.live.sum()), ",".join(args.train),
+             f" without subjects {sorted(held)}" if held else "", len(test_set.samples), ",".join(args.test) or "-")
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = train_pad(train_set.crops, train_set.live, cfg, verbose=0 if args.no_progress else 2)
+    model.save(run_dir / "pad.keras")
+    rng = np.random.default_rng(cfg.seed)
+    representative = train_set.crops[rng.choice(len(train_set.crops), min(300, len(train_set.crops)), replace=False)]
+    check = (test_set if len(test_set.samples) else train_set).crops[:300]
+    training = {"data": str(args.data), "train": args.train, "holdout_subjects": sorted(held),
+                "train_samples": len(train_set.samples), "train_bona_fide": int(train_set.live.sum()),
+                "no_face": len(data.no_face), "config": config_dict(cfg)}
+    out = Path(args.out) if args.out else run_dir
+    meta = export_pad(model, out, representative, check, args.threshold, {"training": training})
+    report = {"model": str(out / f"{MODEL_NAME}.tflite"), "model_id": meta["model_id"], "training": training}
+    if len(test_set.samples):
+        scores = PadModel(out / f"{MODEL_NAME}.tflite").score_crops(test_set.crops)
+        report["test"] = {ds: pad_summary(scores[m], test_set.live[m], args.threshold, test_set.species[m])
+                          for ds in args.test
+                          if (m := np.array([s.dataset == ds for s in test_set.samples])).any()}
+        report["scores"] = [{"path": s.path, "live": s.live, "species": s.species, "subject": s.subject,
+                             "sequence": s.sequence, "frame": s.frame, "score": round(float(p), 5)}
+                            for s, p in zip(test_set.samples, scores)]
+        for ds, summary in report["test"].items():
+            e, b = summary["at_threshold"], summary["bpcer_at_apcer"]
+            log.info("%s: APCER %.3f BPCER %.3f ACER %.3f at %.2f; BPCER %.3f @ APCER <= 1%%; AUC %.3f",
+                     ds, e["apcer"], e["bpcer"], e["acer"], args.threshold, b["bpcer"], summary["auc"])
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    log.info("exported %s (%s); report in %s", out / f"{MODEL_NAME}.tflite", meta["model_id"], run_dir / "report.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model_build.data.views import ViewConfig
     from model_build.loss_names import LOSS_NAMES
@@ -324,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="KERAS", help="start from these weights (e.g. model_build/weights/encoder.keras)")
     t.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering views and running the teacher")
     t.add_argument("--eval-every", type=int, default=1000, help="score held-out folds every N steps")
+    t.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all cores)")
     t.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     t.set_defaults(func=cmd_train)
 
@@ -353,6 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--check-image", action="append", metavar="IMAGE",
                    help="compare every output map with onnxruntime on this image (repeatable)")
     c.set_defaults(func=cmd_convert_detector)
+
+    v = sub.add_parser("train-liveness", help="train, export (int8) and score the passive PAD network",
+                       description="Train on the --train datasets (minus --holdout-subjects), export "
+                                   "liveness_pad.tflite/.json to --out (default: the run dir), and report "
+                                   "APCER/BPCER/ACER on every sample of the --test datasets it did not train on.")
+    v.add_argument("--data", required=True, help="the liveness data folder (nuaa/, msu/)")
+    v.add_argument("--train", type=_names, required=True, help="datasets to train on, e.g. nuaa,msu")
+    v.add_argument("--test", type=_names, default=[], help="datasets to score, e.g. msu")
+    v.add_argument("--holdout-subjects", type=_names, default=[], help="subject ids kept out of training")
+    v.add_argument("--run-dir", required=True)
+    v.add_argument("--out", help="export folder (default: the run dir); daemon/models ships it")
+    v.add_argument("--epochs", type=int, default=12)
+    v.add_argument("--min-steps", type=int, default=300, help="at least this many updates (tiny training sets)")
+    v.add_argument("--lr", type=float, default=2e-3)
+    v.add_argument("--input-size", type=int, default=128)
+    v.add_argument("--width", type=float, default=1.0)
+    v.add_argument("--threshold", type=float, default=0.5, help="live probability threshold written to the .json")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=cmd_train_liveness)
     return parser
 
 

@@ -101,7 +101,8 @@ def batches(labels: np.ndarray, views_per_image: int, cfg: TrainConfig, start_st
                 for g in (rng.choice(len(groups), size=p, replace=False) if p else [])]
         rows.append(rng.integers(0, len(labels), cfg.batch_size - p * k))
         images = np.concatenate(rows)
-        yield images, rng.integers(0, views_per_image, len(images))
+        plain = rng.random(len(images)) < cfg.plain_view_share
+        yield images, np.where(plain, 0, rng.integers(1, max(views_per_image, 2), len(images)) % views_per_image)
         step += 1
 
 

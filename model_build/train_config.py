@@ -16,11 +16,14 @@ class TrainConfig:
     embedding_size: int = 128
     width: float = 1.0
     teacher: str = "sface"
-    losses: str = "distill=1,relational=1,triplet-semi-hard=0.5"
+    losses: str = "distill=1,relational=4,triplet-semi-hard=0.5"
     margin: float = 0.2                 # the metric loss's α (triplet) or margin
-    identities_per_batch: int = 16      # P
+    identities_per_batch: int = 8       # P
     images_per_identity: int = 4        # K
-    unlabelled_per_batch: int = 64      # U: any image, single-image people included
+    unlabelled_per_batch: int = 32      # U: any image, single-image people included
+    # How often a row shows the plain crop (view 0, what the door sees of a clear face);
+    # the rest are spread over the augmented views.
+    plain_view_share: float = 1 / 3
     steps: int = 8000
     learning_rate: float = 3e-3
     warmup_steps: int = 300

@@ -169,11 +169,14 @@ def camera_frames(photos: list[Path], folder: Path, repeat: int = 1) -> Path:
 
 def service_config(tmp_path: Path, broker=None, **sections) -> "Config":  # noqa: F821
     """A Config for tests: state in tmp_path, a unique site (retained messages of other
-    tests stay out of the way), fast replay and reconnects. ``sections`` are TOML-like dicts."""
+    tests stay out of the way), fast replay and reconnects, liveness off. ``sections`` are TOML-like dicts."""
     raw = {
         "device": {"id": "door1", "site": f"t{uuid.uuid4().hex[:10]}", "state_dir": str(tmp_path / "state")},
         "source": {"kind": "replay", "path": str(tmp_path / "frames"), "fps": 0.0},
         "mqtt": {"sync_wait_s": 3.0, "reconnect_min_s": 1, "reconnect_max_s": 1, "health_interval_s": 0.5},
+        # These scenarios replay still photos, which liveness rightly refuses; liveness has its
+        # own tests (test_liveness_*.py), and mode off is the door as it was before liveness.
+        "liveness": {"mode": "off"},
     }
     if broker is not None:
         raw["mqtt"].update(host=broker.host, port=broker.port)

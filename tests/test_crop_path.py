@@ -114,10 +114,14 @@ def test_the_door_loop_embeds_exactly_the_training_crop(tmp_path, encoder_model)
     shutil.copy(GOLDEN / "frame.png", person / "frame.png")
     training = align_folder(tmp_path / "data", CROP_SIZE, None, progress=False)
 
+    (tmp_path / "frames").mkdir()
     cfg = service_config(tmp_path, quality={"max_faces": 1, "min_face_px": 20, "min_eye_distance_px": 5,
                                             "min_blur": 0})
-    service = Service(cfg, stdout=io.StringIO(), source=None)
-    service._load_model()  # the shipped encoder and detector, as `facegate run` loads them
-    outcome = service.process_frame(Frame(load_image(person / "frame.png"), 0, 0.0, "test"))
+    service = Service(cfg, stdout=io.StringIO())  # the shipped encoder and detector, as `facegate run`
+    service.start()
+    try:
+        outcome = service.process_frame(Frame(load_image(person / "frame.png"), 0, 0.0, "test"))
+    finally:
+        service.close()
     assert len(outcome.crops) == 1
     np.testing.assert_array_equal(outcome.crops[0], training.crops[0])

@@ -63,3 +63,12 @@ def test_embed_cli_reports_faces_and_errors_per_image(tmp_path, capsys, face_fix
     assert len(first["embedding"]) == 128 and first["model_id"].startswith("fg-")
     assert second["embedding"] is None and "error" in second
     assert facegate_main(["embed", str(bad)]) == 1
+
+
+def test_int8_quantisation_uses_the_tensors_scale_and_zero_point():
+    from daemon.runtime import dequantize, quantize
+    q = quantize(np.array([1.0, -1.0, 100.0]), np.int8, (0.5, 10))
+    assert q.dtype == np.int8 and q.tolist() == [12, 8, 127], "x / scale + zero point, clipped"
+    np.testing.assert_allclose(dequantize(np.array([12, 8], np.int8), np.int8, (0.5, 10)), [1.0, -1.0])
+    x = np.array([0.25], np.float32)
+    assert quantize(x, np.float32, (0.0, 0)) is x, "float models take floats as they are"

@@ -164,12 +164,16 @@ def gallery_photos(tmp_path, face_fixtures):
     return people
 
 
-@pytest.mark.parametrize("person,expected", [(X, [X]), (Z, [])], ids=["enrolled", "not-enrolled"])
+@pytest.mark.parametrize("person,liveness,expected", [(X, ["--liveness", "off"], [X]), (Z, ["--liveness", "off"], []),
+                                                      (X, [], [])],
+                         ids=["enrolled", "not-enrolled", "still-photos-refused-by-default-liveness"])
 def test_embedded_default_from_the_command_line(tmp_path, encoder_model, face_fixtures, gallery_photos,
-                                                person, expected):
+                                                person, liveness, expected):
+    """The README's standalone command. The frames are still photos: liveness, on by default,
+    refuses them; the demo turns it off (as the README does)."""
     frames = camera_frames(person_photos(face_fixtures, person), tmp_path / "frames", repeat=2)
     proc = facegate("run", "--replay", str(frames), "--fps", "0", "--gallery-photos", str(gallery_photos),
-                    "--state-dir", str(tmp_path / "state"), "--once", "--model", str(encoder_model))
+                    "--state-dir", str(tmp_path / "state"), "--once", "--model", str(encoder_model), *liveness)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-3000:]
     events = [json.loads(line) for line in out.decode().splitlines()]  # stdout holds only JSON lines

@@ -4,13 +4,14 @@ One matching frame is not enough: a face half-turned or lit from the side can la
 under the threshold for someone else once in a while. We unlock only when the same
 person matched in ``k`` of the last ``n`` processed frames, and then not again for that
 person until ``cooldown_s`` has passed, so someone standing at the door does not fire
-an event per frame. Pure logic: the caller passes the time in.
+an event per frame. A ``gate`` (liveness) may hold back an unlock the votes allow.
+Pure logic: the caller passes the time in.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -33,10 +34,13 @@ class UnlockDecider:
         self._window: deque[Mapping[str, float]] = deque(maxlen=n)
         self._last_unlock: dict[str, float] = {}
 
-    def observe(self, matches: Mapping[str, float], now: float) -> list[Unlock]:
+    def observe(self, matches: Mapping[str, float], now: float,
+                gate: Callable[[Unlock], bool] | None = None) -> list[Unlock]:
         """Feed one processed frame: person id -> distance for everyone who matched in it
         (empty when no face matched; such frames count as votes against). Returns the
-        unlocks this frame completes."""
+        unlocks this frame completes. ``gate(unlock)`` is asked about each unlock the
+        votes allow; one it refuses is dropped and starts no cooldown, so a later frame
+        can still unlock that person."""
         self._window.append(dict(matches))
         unlocks = []
         for person_id in matches:
@@ -46,8 +50,11 @@ class UnlockDecider:
             last = self._last_unlock.get(person_id)
             if last is not None and now - last < self.cooldown_s:
                 continue
+            unlock = Unlock(person_id, len(distances), min(distances))
+            if gate is not None and not gate(unlock):
+                continue
             self._last_unlock[person_id] = now
-            unlocks.append(Unlock(person_id, len(distances), min(distances)))
+            unlocks.append(unlock)
         self._forget_expired(now)
         return unlocks
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from daemon.embeddings.base import ModelInfo
 from daemon.faces.align import normalize_crop
-from daemon.runtime import ModelError, load_interpreter
+from daemon.runtime import ModelError, dequantize, load_interpreter, quantize
 
 
 class LiteRtEncoder:
@@ -28,17 +28,10 @@ class LiteRtEncoder:
         self._in_q, self._out_q = inp["quantization"], out["quantization"]
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
-        if self._in_dtype == np.float32:
-            return x
-        scale, zero = self._in_q
-        info = np.iinfo(self._in_dtype)
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self._in_dtype)
+        return quantize(x, self._in_dtype, self._in_q)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self._out_dtype == np.float32:
-            return y.astype(np.float32)
-        scale, zero = self._out_q
-        return (y.astype(np.float32) - zero) * scale
+        return dequantize(y, self._out_dtype, self._out_q)
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         out = np.empty((len(crops), self.info.embedding_size), np.float32)

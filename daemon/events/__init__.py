@@ -6,6 +6,11 @@ Payload of an unlock (one JSON object; schema in docs/mqtt.md)::
      "person_id": "alice", "name": "Alice Example", "distance": 0.612, "frames_voted": 3,
      "model_id": "enc-...", "ts": "2025-01-31T12:00:00.123Z"}
 
+With liveness on, an unlock also carries which cues passed (``liveness.mode`` off: no
+such key, as before)::
+
+    "liveness": {"mode": "blink", "passed": ["blink"], "cues": {"blink": {"passed": true, "closed_ear": 0.09}}}
+
 ``ts`` is ISO 8601 UTC with milliseconds. ``event_id`` lets consumers drop the
 duplicates that at-least-once delivery (QoS 1, the outbox) can produce. Every event has
 a maximum age (``events.unlock_max_age_s``, ``events.max_age_s``): an older one is never
@@ -27,10 +32,13 @@ UNKNOWN_FACE = "unknown_face"
 
 
 def unlock_event(*, device_id: str, site: str, person_id: str, name: str, distance: float,
-                 frames_voted: int, model_id: str, ts: float) -> dict:
-    return {"event": UNLOCK, "event_id": str(uuid.uuid4()), "device_id": device_id, "site": site,
-            "person_id": person_id, "name": name, "distance": round(float(distance), 4),
-            "frames_voted": int(frames_voted), "model_id": model_id, "ts": iso_utc(ts)}
+                 frames_voted: int, model_id: str, ts: float, liveness: dict | None = None) -> dict:
+    event = {"event": UNLOCK, "event_id": str(uuid.uuid4()), "device_id": device_id, "site": site,
+             "person_id": person_id, "name": name, "distance": round(float(distance), 4),
+             "frames_voted": int(frames_voted), "model_id": model_id, "ts": iso_utc(ts)}
+    if liveness is not None:
+        event["liveness"] = liveness
+    return event
 
 
 def unknown_face_event(*, device_id: str, site: str, distance: float, frames_voted: int,

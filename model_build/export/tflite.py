@@ -1,6 +1,6 @@
 """Export a trained encoder to TFLite (full-integer int8 and float) with metadata.
 
-Route: ``keras.export.ExportArchive`` with a fixed [1, H, W, 1] signature, then
+Route: ``keras.export.ExportArchive`` with a fixed [1, H, W, C] signature, then
 ``TFLiteConverter.from_saved_model``. (``from_concrete_functions`` silently leaves
 the weights as variables.) The int8 model uses only builtins the Edge TPU compiler
 maps: CONV_2D, DEPTHWISE_CONV_2D, ADD, FULLY_CONNECTED, L2_NORMALIZATION.
@@ -32,23 +32,24 @@ class ExportError(RuntimeError):
 
 
 def _saved_model(model: keras.Model, directory: Path) -> None:
-    size = model.input_shape[1]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec([1, size, size, 1], tf.float32, name="crop")])
+                         input_signature=[tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="crop")])
     archive.write_out(str(directory), verbose=False)
 
 
-def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = True) -> bytes:
-    """TFLite flatbuffer; int8 calibrates activations on real aligned crops."""
+def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = True,
+            normalize=normalize_crop) -> bytes:
+    """TFLite flatbuffer; int8 calibrates activations on real crops (``normalize`` turns a
+    uint8 crop into the model's float input: the encoder's by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         _saved_model(model, Path(tmp))
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if int8:
             def representative():
                 for crop in representative_crops:
-                    yield [normalize_crop(crop)[None]]
+                    yield [normalize(crop)[None]]
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
