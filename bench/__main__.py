@@ -7,6 +7,7 @@ Commands:
               (``python -m bench detectors --help``)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
     liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
+    manifest  site manifest size at 1e2..1e5 people (bench/manifest_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
 
 Other harnesses plug in as ``bench/<command>_bench.py`` with a ``main(argv)`` or

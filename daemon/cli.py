@@ -1,5 +1,5 @@
 """``facegate`` command line: embed images, run the door daemon, and the enrollment
-server's tools (keygen, enroll, remove, list, reembed)."""
+server (server, keygen, enroll, remove, list, reembed)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def _cmd_run(args) -> int:
     from daemon.config import ConfigError, check_device_trust, load_config
     from daemon.gallery import GalleryError
     from daemon.service import Service
+    from daemon.state import StateDirError
 
     try:
         cfg = load_config(args.config, run_overrides(args))
@@ -95,7 +96,7 @@ def _cmd_run(args) -> int:
     try:
         service.start()
         service.run(exit_at_end=args.once)
-    except GalleryError as exc:
+    except (GalleryError, StateDirError) as exc:
         log.error("%s", exc)
         return 2
     finally:
@@ -107,7 +108,8 @@ def _cmd_run(args) -> int:
 
 # Server flags -> config keys (the server reads the same TOML format: [device] site, [mqtt], [enrollment]).
 SERVER_OVERRIDES = {"site": "device.site", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port",
-                    "signing_key": "enrollment.signing_key", "public_key": "enrollment.public_key"}
+                    "signing_key": "enrollment.signing_key", "public_key": "enrollment.public_key",
+                    "state_dir": "server.state_dir"}
 
 
 def _server_config(args):
@@ -136,23 +138,38 @@ def _broker_client(cfg, timeout_s: float):
     return EnrollmentClient(BrokerSettings.from_config(cfg.mqtt), timeout_s=timeout_s)
 
 
-def _target(args, cfg):
-    from pathlib import Path
-
-    from daemon.enroll.tool import Target
-    out = Path(args.out) if getattr(args, "out", None) else None
-    return Target(cfg.device.site, _signing_key(cfg, required=out is None), out=out)
+def _store(cfg):
+    from daemon.enroll.store import EnrollmentStore
+    return EnrollmentStore.open(cfg.server.state_dir)
 
 
 def _with_target(args, work) -> int:
-    """Run ``work(target)`` against the broker, or against --out files for a dry run."""
+    """Run ``work(target)`` on the store and the broker, or on --out files for a dry run.
+    A broker that cannot be reached is not an error: the store keeps the change and
+    `facegate server` publishes it."""
+    from pathlib import Path
+
+    from daemon.enroll.client import BrokerError
+    from daemon.enroll.tool import Target
     cfg = _server_config(args)
-    target = _target(args, cfg)  # the key is checked before connecting
-    if target.out is not None:
-        return work(target)
-    with _broker_client(cfg, args.timeout) as client:
-        target.client = client
-        return work(target)
+    out = Path(args.out) if getattr(args, "out", None) else None
+    key = _signing_key(cfg, required=out is None)  # checked before connecting
+    if out is not None:
+        return work(Target(cfg.device.site, key, out=out))
+    client = _broker_client(cfg, args.timeout)
+    store = _store(cfg)
+    try:
+        try:
+            client.connect()
+        except BrokerError as exc:
+            log.warning("%s; the change goes to the store only", exc)
+            client = None
+        return work(Target(cfg.device.site, key, client=client, store=store,
+                           manifest_valid_s=cfg.server.manifest_valid_s))
+    finally:
+        if client is not None:
+            client.close()
+        store.close()
 
 
 def _gate(args):
@@ -195,7 +212,7 @@ def _cmd_enroll(args) -> int:
                           "or pass --no-consistency")
             return 1
         _print_photos(outcome)
-        how = "wrote" if target.out else "published (retained) to"
+        how = "wrote" if target.out else "published (retained) to" if target.client else "stored in"
         print(f"enrolled {outcome.person_id} ({args.name}): {len(outcome.accepted)} encoding(s), model "
               f"{outcome.model_id}, version {outcome.version}; {how} {outcome.delivered_to}")
         if target.out:
@@ -212,12 +229,12 @@ def _cmd_remove(args) -> int:
 
     def work(target) -> int:
         outcome = remove(target, args.person_id, keep_photos=args.keep_photos)
-        how = "wrote" if target.out else "published (retained) to"
+        how = "wrote" if target.out else "published (retained) to" if target.client else "stored in"
         print(f"revoked {outcome.person_id}: tombstone version {outcome.version}; {how} {outcome.delivered_to}")
         if target.out:
             print(f"topic: {outcome.topic}")
         elif not outcome.was_known:
-            print("  (the broker held nothing for this person; the tombstone still blocks any older record)")
+            print("  (the store and the broker held nothing for this person; the tombstone still blocks any older record)")
         for topic in outcome.cleared:
             print(f"  cleared {topic}")
         if outcome.photos_deleted:
@@ -228,7 +245,7 @@ def _cmd_remove(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from daemon.enroll.tool import held_records
+    from daemon.enroll.tool import held_records, stored_records
     from daemon.sync.signing import Trust, load_public_keys
 
     cfg = _server_config(args)
@@ -237,8 +254,17 @@ def _cmd_list(args) -> int:
         keys.append(_signing_key(cfg, required=True).public_key())
     if not keys:
         log.warning("no public or signing key given: signatures are not checked")
-    with _broker_client(cfg, args.timeout) as client:
-        held = held_records(client, cfg.device.site, Trust.of(*keys))
+    if args.broker:
+        with _broker_client(cfg, args.timeout) as client:
+            held = held_records(client, cfg.device.site, Trust.of(*keys))
+        where = "retained message(s) on the broker"
+    else:
+        store = _store(cfg)
+        try:
+            held = stored_records(store, cfg.device.site, Trust.of(*keys))
+        finally:
+            store.close()
+        where = f"current message(s) in the store {store.path}"
     if args.json:
         for h in held:
             print(json.dumps(h.to_dict()))
@@ -250,8 +276,43 @@ def _cmd_list(args) -> int:
               f"{h.encodings:>3}  {h.signature}" + (f"  {h.error}" if h.error else "")
               + (f"  (updated {iso_utc(h.updated_at)})" if args.verbose and h.updated_at else ""))
     people = {h.person_id for h in held if h.kind == "record"}
-    print(f"{len(held)} retained message(s), {len(people)} person(s) with a record, "
+    print(f"{len(held)} {where}, {len(people)} person(s) with a record, "
           f"{sum(h.kind == 'tombstone' for h in held)} tombstone(s) on site {cfg.device.site}")
+    return 0
+
+
+def _cmd_server(args) -> int:
+    import signal
+
+    from daemon.enroll.server import EnrollmentServer
+    from daemon.sync.broker import BrokerSettings
+
+    cfg = _server_config(args)
+    key = _signing_key(cfg, required=True)
+    if not cfg.broker_configured:
+        raise ValueError("no broker: set mqtt.host in --config or pass --mqtt-host")
+    store = _store(cfg)
+    m, sv = cfg.mqtt, cfg.server
+    server = EnrollmentServer(store, cfg.device.site, key, BrokerSettings.from_config(m),
+                              manifest_interval_s=sv.manifest_interval_s, manifest_valid_s=sv.manifest_valid_s,
+                              keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s,
+                              reconnect_max_s=m.reconnect_max_s)
+
+    def _stop(signum, frame):
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("enrollment server for site %s: store %s, broker %s, manifests every %.0f s valid %.0f s",
+             cfg.device.site, store.path, BrokerSettings.from_config(m).describe(), sv.manifest_interval_s,
+             sv.manifest_valid_s)
+    server.start()
+    try:
+        server.run()
+    finally:
+        server.close()
+        store.close()
     return 0
 
 
@@ -292,6 +353,8 @@ def _add_server_options(p, out_help: str | None) -> None:
     p.add_argument("--mqtt-host", metavar="HOST")
     p.add_argument("--mqtt-port", type=int, metavar="PORT")
     p.add_argument("--signing-key", metavar="PATH", help="Ed25519 private key from `facegate keygen`")
+    p.add_argument("--state-dir", metavar="DIR", help="the enrollment store's folder (server.state_dir, "
+                                                      "default /var/lib/facegate-server)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="broker timeout (default 10 s)")
     if out_help:
         p.add_argument("--out", metavar="PATH", help=out_help)
@@ -378,12 +441,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p, "dry run: write the signed tombstone to this file instead of publishing it")
     p.set_defaults(func=_cmd_remove)
 
-    p = sub.add_parser("list", help="show the site's enrollment records held by the broker")
+    p = sub.add_parser("list", help="show the site's current records and tombstones (from the store)")
     p.add_argument("--public-key", metavar="PATH", help="verify signatures with this public key "
                                                        "(default: enrollment.public_key, or the signing key's)")
-    p.add_argument("--json", action="store_true", help="one JSON object per retained message")
+    p.add_argument("--broker", action="store_true", help="show what the broker holds instead of the store")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
     _add_server_options(p, None)
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("server", help="run the enrollment server: keep the broker in step with the store and "
+                                      "sign the site manifest on a schedule",
+                       description="Publish the store's records, tombstones and signed manifests (retained) after "
+                                   "every connection, repair any retained message that differs from the store, and "
+                                   "sign a new manifest every server.manifest_interval_s (docs/security.md).")
+    _add_server_options(p, None)
+    p.set_defaults(func=_cmd_server)
 
     p = sub.add_parser("reembed", help="re-enroll everyone from kept photos for a new model",
                        description="Publish a new record for the new model id for every person kept with "
@@ -405,9 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.enroll.client import BrokerError
     from daemon.images import ImageError
     from daemon.runtime import ModelError
+    from daemon.enroll.store import StoreError
+    from daemon.state import StateDirError
     try:
         return args.func(args)
-    except (ModelError, ImageError, ValueError, BrokerError, OSError) as exc:
+    except (ModelError, ImageError, ValueError, BrokerError, OSError, StateDirError, StoreError) as exc:
         log.error("%s", exc)
         return 2
 

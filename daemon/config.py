@@ -27,6 +27,7 @@ else:  # pragma: no cover
 from daemon.sync.topics import valid_name
 
 SOURCE_KINDS = ("replay", "opencv", "picamera2")
+ON_EXPIRED_MANIFEST = ("keep", "deny")
 BACKENDS = ("cpu", "edgetpu")  # daemon.embeddings.BACKENDS, without importing the runtime
 LIVENESS_MODES = ("off", "blink", "passive", "both")  # daemon.liveness.MODES, without importing models
 PASSWORD_ENV = "FACEGATE_MQTT_PASSWORD"
@@ -129,6 +130,11 @@ class EventsConfig:
     stdout: bool = doc(False, "Also print events as JSON lines on stdout (always on when no broker is configured).")
     unknown_face: bool = doc(False, "Emit an unknown_face event when an unenrolled face is seen in k of n frames.")
     unknown_face_interval_s: float = doc(30.0, "At most one unknown_face event per this many seconds.")
+    unlock_max_age_s: float = doc(5.0, "An unlock older than this is never sent (it is dropped from the outbox and "
+                                       "counted in health as events.expired), and its MQTT 5 message expiry "
+                                       "makes the broker drop it at this age: a door controller must not open "
+                                       "the door long after the person left.")
+    max_age_s: float = doc(3600.0, "The same limit for every other event (unknown_face).")
 
 
 @dataclass
@@ -163,8 +169,22 @@ class EnrollmentConfig:
     allow_unsigned: bool = doc(False, "Development only: also accept records without a signature (signed "
                                       "ones are still checked against public_key if set). Anyone who can "
                                       "publish to the broker can then enroll people. Never on a real door.")
-    signing_key: str = doc("", "Enrollment server only (facegate enroll/remove/reembed): the Ed25519 private "
-                               "key that signs records. Never put it on a device.")
+    signing_key: str = doc("", "Enrollment server only (facegate enroll/remove/reembed/server): the Ed25519 "
+                               "private key that signs records and manifests. Never put it on a device.")
+    on_expired_manifest: str = doc("keep", "When the newest site manifest has expired (the enrollment server has "
+                                           "been unreachable): keep = go on recognising the people it lists and "
+                                           "report it in health; deny = no unlocks until a fresh manifest arrives "
+                                           "(fail-secure). See docs/security.md.")
+
+
+@dataclass
+class ServerConfig:
+    """Enrollment server only (facegate server/enroll/remove/list/reembed): its own store."""
+    state_dir: str = doc("/var/lib/facegate-server", "The enrollment store (every record, tombstone and manifest "
+                                                     "ever published) lives here; back it up.")
+    manifest_interval_s: float = doc(900.0, "facegate server signs a new manifest this often ...")
+    manifest_valid_s: float = doc(14400.0, "... valid for this long. Doors refuse an expired manifest; "
+                                           "see enrollment.on_expired_manifest.")
 
 
 @dataclass
@@ -187,6 +207,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     @property
     def broker_configured(self) -> bool:
@@ -284,6 +305,19 @@ def validate(cfg: Config) -> Config:
     _check(mq.health_interval_s > 0, f"mqtt.health_interval_s must be > 0 (got {mq.health_interval_s})")
     _check(mq.sync_wait_s >= 0, f"mqtt.sync_wait_s must be >= 0 (got {mq.sync_wait_s})")
     _check(mq.max_queued_events >= 1, f"mqtt.max_queued_events must be >= 1 (got {mq.max_queued_events})")
+    for key in ("unlock_max_age_s", "max_age_s"):
+        _check(getattr(ev, key) >= 1, f"events.{key} must be >= 1 (MQTT expiry is in whole seconds; "
+                                      f"got {getattr(ev, key)})")
+    _check(not (mq.host and cfg.gallery.photos), "gallery.photos seeds a door that has no broker; with mqtt.host "
+           "set, people are enrolled with `facegate enroll` and only those the site manifest lists are recognised")
+    en, sv = cfg.enrollment, cfg.server
+    _check(en.on_expired_manifest in ON_EXPIRED_MANIFEST, "enrollment.on_expired_manifest must be one of "
+           f"{', '.join(ON_EXPIRED_MANIFEST)} (got {en.on_expired_manifest!r})")
+    _check(bool(sv.state_dir), "server.state_dir must not be empty")
+    _check(sv.manifest_interval_s >= 1, f"server.manifest_interval_s must be >= 1 (got {sv.manifest_interval_s})")
+    _check(sv.manifest_valid_s >= 2 * sv.manifest_interval_s,
+           "server.manifest_valid_s must be at least twice server.manifest_interval_s, so a new manifest is "
+           f"out well before the last one expires (got {sv.manifest_valid_s} and {sv.manifest_interval_s})")
     for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
         _check(mq.tls or not getattr(mq, key), f"mqtt.{key} is set but mqtt.tls is false; set mqtt.tls = true")
     _check(bool(mq.tls_cert_file) == bool(mq.tls_key_file),

@@ -33,6 +33,7 @@ from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
 from daemon.liveness import FacePoints, Verdict, build_gate
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
 from daemon.quality import DESCRIPTIONS, QualityPolicy
+from daemon.state import private_dir
 from daemon.sync import topics
 from daemon.sync.publish import iso_utc
 
@@ -84,6 +85,7 @@ class Counters:
     stale_records: int = 0                                  # older or equal versions ignored
     applied_records: int = 0
     events: Counter = field(default_factory=Counter)
+    withheld_unlocks: int = 0                               # on_expired_manifest = "deny" and no fresh manifest
 
 
 class Service:
@@ -111,12 +113,14 @@ class Service:
         self.matcher: Matcher | None = None
         self.source: ResilientSource | None = None
         self.link = None
+        self.admission = None                               # the manifest gate, with a broker only
         self.mqtt_sink = None
         self.sinks: list = []
         self.last_error: str | None = None
         self.started_at = clock()
         self.ready_after_s: float | None = None
-        self._index_generation = -1
+        self._index_generation = None
+        self._manifest_state = None
         self._frame_times: deque[float] = deque(maxlen=120)
         self._next_health = 0.0
         self._next_watchdog = 0.0
@@ -128,14 +132,13 @@ class Service:
         the model and gallery are loaded: from then on the door can recognise people."""
         cfg = self.cfg
         check_device_trust(cfg)  # before anything slow: a door must not sync unsigned records by accident
+        state_dir = private_dir(cfg.device.state_dir)  # refuses a folder others can write to
         self._load_model()
-        state_dir = Path(cfg.device.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.gallery = Gallery.open(state_dir)
         if cfg.gallery.photos:
             self._seed_gallery(cfg.gallery.photos)
-        self._rebuild_index()
         self._start_events(state_dir)
+        self._rebuild_index()
         self.ready_after_s = self._clock() - self.started_at
         systemd.notify("READY=1\nSTATUS=model and gallery loaded; starting camera")
         log.info("ready in %.2f s: model %s, %d person(s) in the gallery", self.ready_after_s,
@@ -148,8 +151,13 @@ class Service:
         self.source.open()
         if self.link is not None and cfg.mqtt.sync_wait_s > 0:
             if not self.link.wait_for_sync(cfg.mqtt.sync_wait_s, poll=self._poll_link):
-                log.warning("broker not reachable yet; using the %d stored person(s)", len(self.gallery))
+                log.warning("broker not reachable yet; using the %d stored person(s) the stored manifest lists",
+                            len(self.matcher.index.person_ids))
             self._poll_link()
+            if self.admission.state() != "fresh":
+                # An empty broker is not a complete sync: only the server's manifest says who is enrolled.
+                log.warning("no fresh site manifest yet (%s): %d person(s) recognised until the enrollment "
+                            "server's manifest arrives", self.admission.state(), len(self.matcher.index.person_ids))
 
     def _load_model(self) -> None:
         from daemon.embeddings import load_encoder
@@ -191,7 +199,9 @@ class Service:
             from daemon.events.mqtt import MqttEventSink
             from daemon.events.outbox import Outbox
             from daemon.sync.broker import BrokerSettings
+            from daemon.sync.admission import Admission
             from daemon.sync.link import MqttLink
+            from daemon.sync.manifest import Manifest
             from daemon.sync.signing import load_trust
             m, en = cfg.mqtt, cfg.enrollment
             trust = load_trust(en.public_key, en.allow_unsigned)
@@ -204,8 +214,15 @@ class Service:
                                  embedding_size=self.encoder.info.embedding_size, trust=trust,
                                  keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s,
                                  reconnect_max_s=m.reconnect_max_s, max_queued=m.max_queued_events)
+            stored = self.gallery.load_manifest(self.model_id)
+            self.admission = Admission(self.model_id, Manifest.from_dict(stored) if stored else None, wall=self._wall)
+            if stored is None:
+                log.warning("no site manifest stored for model %s: no enrollment record is applied until a fresh "
+                            "one arrives from the enrollment server (`facegate server`)", self.model_id)
             self.mqtt_sink = MqttEventSink(self.link, Outbox.open(state_dir),
-                                           topics.event_topic(cfg.device.site, cfg.device.id))
+                                           topics.event_topic(cfg.device.site, cfg.device.id),
+                                           unlock_max_age_s=cfg.events.unlock_max_age_s,
+                                           max_age_s=cfg.events.max_age_s)
             self.sinks.append(self.mqtt_sink)
             self.link.start()
 
@@ -303,6 +320,11 @@ class Service:
             return verdict is None or verdict.passed
 
         for unlock in self.decider.observe(matched, now, gate=live):
+            if self._unlocks_denied():
+                self.counters.withheld_unlocks += 1
+                log.warning("unlock of %s withheld: the site manifest is %s and enrollment.on_expired_manifest = "
+                            "deny", unlock.person_id, self.admission.state())
+                continue
             verdict = verdicts.get(unlock.person_id)
             events.append(unlock_event(
                 device_id=self.cfg.device.id, site=self.cfg.device.site, person_id=unlock.person_id,
@@ -318,6 +340,10 @@ class Service:
         for event in events:
             self.emit(event)
         return events
+
+    def _unlocks_denied(self) -> bool:
+        return (self.admission is not None and self.cfg.enrollment.on_expired_manifest == "deny"
+                and self.admission.state() != "fresh")
 
     def emit(self, event: dict) -> None:
         self.counters.events[event["event"]] += 1
@@ -349,21 +375,20 @@ class Service:
     def _poll_link(self) -> None:
         if self.link is None:
             return
-        for record in self.link.take_records():
-            try:
-                applied = self.gallery.apply(record)
-            except Exception as exc:  # a disk error: keep the old gallery, report it
-                self._record_error(f"gallery write: {exc}")
-                log.error("%s", exc)
-                continue
-            if applied:
-                self.counters.applied_records += 1
-                log.info("gallery: %s %s (v%d)", "revoked" if record.deleted else "enrolled",
-                         record.person_id, record.version)
+        admission = self.admission
+        for item in self.link.take_manifests():
+            if isinstance(item, tuple):
+                admission.offer_page(*item)
             else:
-                self.counters.stale_records += 1
-                log.info("gallery: ignored %r: not newer than the stored v%d", record,
-                         self.gallery.get(record.person_id).version)
+                admission.offer_top(item)
+        for record in self.link.take_records():
+            admission.offer_record(record)
+        adopted = admission.take_adopted()
+        if adopted is not None:
+            self._adopt(adopted)
+        for record in admission.take_ready():
+            self._apply(record)
+        self._report_manifest_state()
         self._rebuild_index()
         try:
             self.mqtt_sink.poll()
@@ -371,14 +396,60 @@ class Service:
             self._record_error(f"event outbox: {exc}")
             log.exception("event outbox")
 
+    def _apply(self, record, quiet: bool = False) -> None:
+        try:
+            applied = self.gallery.apply(record)
+        except Exception as exc:  # a disk error: keep the old gallery, report it
+            self._record_error(f"gallery write: {exc}")
+            log.error("%s", exc)
+            return
+        if applied:
+            self.counters.applied_records += 1
+            log.info("gallery: %s %s (v%d)", "revoked" if record.deleted else "enrolled",
+                     record.person_id, record.version)
+        elif not quiet:
+            self.counters.stale_records += 1
+            log.info("gallery: ignored %r: not newer than the stored v%d", record,
+                     self.gallery.get(record.person_id).version)
+
+    def _adopt(self, manifest) -> None:
+        """Persist a newly accepted manifest, then apply the revocations it lists (so a
+        revoked person's encodings are erased even if their tombstone message never comes)."""
+        try:
+            self.gallery.save_manifest(manifest.model_id, manifest.seq, manifest.to_dict())
+        except Exception as exc:
+            self._record_error(f"gallery write: {exc}")
+            log.error("%s", exc)
+        for tombstone in manifest.revocations():
+            current = self.gallery.get(tombstone.person_id)
+            if current is None or current.version < tombstone.version:
+                self._apply(tombstone, quiet=True)
+
+    def _report_manifest_state(self) -> None:
+        state = self.admission.state()
+        if state != self._manifest_state:
+            if state == "expired":
+                how = ("no unlocks until a fresh one arrives (enrollment.on_expired_manifest = deny)"
+                       if self.cfg.enrollment.on_expired_manifest == "deny" else
+                       "keeping the people it lists (enrollment.on_expired_manifest = keep)")
+                log.warning("the site manifest expired at %s: the enrollment server has not been heard from; %s",
+                            iso_utc(self.admission.manifest.expires_at), how)
+            elif self._manifest_state is not None:
+                log.info("site manifest: %s", state)
+            self._manifest_state = state
+
     def _rebuild_index(self) -> None:
-        if self.gallery.generation == self._index_generation:
+        generation = (self.gallery.generation, self.admission.generation if self.admission else 0)
+        if generation == self._index_generation:
             return
         info = self.encoder.info
-        index = GalleryIndex.build(self.gallery.people(), info.model_id, info.embedding_size)
+        people = self.gallery.people()
+        if self.admission is not None:  # with a broker, only the versions the manifest lists
+            people = [r for r in people if self.admission.admits(r)]
+        index = GalleryIndex.build(people, info.model_id, info.embedding_size)
         threshold = self.cfg.matching.threshold or info.threshold
         self.matcher = Matcher(index, threshold, self.cfg.matching.margin)
-        self._index_generation = self.gallery.generation
+        self._index_generation = generation
         log.info("matching %d person(s) / %d encoding(s) at threshold %.3f", len(index.person_ids),
                  index.size, threshold)
 
@@ -411,13 +482,22 @@ class Service:
             "gallery": {"persons": len(index.person_ids), "encodings": index.size,
                         "other_model": len(index.other_model),
                         "other_model_ids": list(index.other_model[:20]),
-                        "tombstones": sum(r.deleted for r in self.gallery.all_records())},
+                        "tombstones": sum(r.deleted for r in self.gallery.all_records()),
+                        # stored, but not the version the manifest lists: never matched
+                        "not_in_manifest": sum(not self.admission.admits(r) for r in self.gallery.people())
+                        if self.admission else 0},
             "fps": round(self.fps(), 2), "frames": c.frames, "faces": c.faces,
             "frame_errors": c.frame_errors,
             "skipped_faces": dict(c.skipped_faces), "results": dict(c.results),
             "records": {"applied": c.applied_records, "stale": c.stale_records,
-                        "rejected": self.link.rejected_counts() if self.link else {}},
-            "events": {**dict(c.events), "pending": self.mqtt_sink.pending if self.mqtt_sink else 0},
+                        "rejected": self.link.rejected_counts() if self.link else {},
+                        "waiting": self.admission.waiting if self.admission else 0,
+                        "superseded": self.admission.superseded if self.admission else 0},
+            "manifest": self._manifest_health(),
+            "events": {**dict(c.events), "pending": self.mqtt_sink.pending if self.mqtt_sink else 0,
+                       "expired": self.mqtt_sink.expired if self.mqtt_sink else 0,
+                       "refused": self.mqtt_sink.refused if self.mqtt_sink else 0,
+                       "withheld_unlocks": c.withheld_unlocks},
             "source": {"name": src.name if src else None, "healthy": bool(src and src.healthy),
                        "reopen_count": src.reopen_count if src else 0,
                        "last_error": src.last_error if src else None},
@@ -426,6 +506,14 @@ class Service:
             "last_error": errors[0] if errors else None,
             "timings_ms": self.timer.snapshot(),
         }
+
+    def _manifest_health(self) -> dict | None:
+        if self.admission is None:
+            return None
+        rejected = Counter(self.link.manifest_rejected_counts())
+        rejected.update(self.admission.rejected)
+        return {**self.admission.health(), "on_expired": self.cfg.enrollment.on_expired_manifest,
+                "rejected": dict(rejected)}
 
     def _publish_health(self) -> None:
         health = self.health()

@@ -30,12 +30,13 @@ def _free_port() -> int:
 
 class MosquittoBroker:
     """A throwaway Mosquitto on a loopback port, with persistence (retained messages and
-    persistent sessions survive stop()/start(), as on a real server). start() and stop()
-    keep the same port, so clients see "the broker went down and came back"."""
+    persistent sessions survive stop()/start(), as on a real server), or without it (a
+    restart loses everything). start() and stop() keep the same port, so clients see "the
+    broker went down and came back"."""
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, workdir: Path):
+    def __init__(self, binary: str, workdir: Path, persistence: bool = True):
         self.binary = binary
         self.workdir = workdir
         self.port = _free_port()
@@ -44,7 +45,7 @@ class MosquittoBroker:
         self.conf_path.write_text("\n".join([
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
-            "persistence true",
+            f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
             "autosave_interval 1",
             f"log_dest file {self.log_path}",
@@ -101,6 +102,20 @@ def mosquitto_session(tmp_path_factory):
     if binary is None:
         pytest.skip("mosquitto is not installed (apt install mosquitto); CI installs it")
     broker = MosquittoBroker(binary, tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def volatile_broker(tmp_path):
+    """A broker of its own without persistence: restart() loses every retained message."""
+    binary = _mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed (apt install mosquitto); CI installs it")
+    workdir = tmp_path / "mosquitto-volatile"
+    workdir.mkdir()
+    broker = MosquittoBroker(binary, workdir, persistence=False)
     broker.start()
     yield broker
     broker.stop()

@@ -1,6 +1,6 @@
 """Helpers for the daemon tests: synthetic embeddings, a model-free encoder, replay
-frames from the face fixtures, a test signing key, MQTT probes and running the service
-in a thread."""
+frames from the face fixtures, a test signing key, the enrollment server's store, MQTT
+probes and running the service in a thread."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from daemon.config import config_from_dict
 from daemon.embeddings.base import ModelInfo
+from daemon.enroll.client import EnrollmentClient
+from daemon.enroll.store import EnrollmentStore, Publication
+from daemon.enroll.tool import Target, commit
 from daemon.service import Service
 from daemon.sync import publish as records
+from daemon.sync.broker import BrokerSettings
+from daemon.sync.records import parse_enrollment
 from daemon.sync.signing import Trust, sign_payload
 
 # The enrollment server's key in the tests (fixed, so failures are reproducible).
@@ -53,6 +58,46 @@ def write_public_key(folder: Path, key=TEST_KEY) -> Path:
     path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
     return path
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` s pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+class SiteServer:
+    """The enrollment server's side in device tests: ``publish(topic, payload)`` stores a
+    signed record or tombstone in a real EnrollmentStore, signs the site's manifests and
+    publishes both, retained, exactly as `facegate enroll` / `remove` do (tool.commit).
+    Messages published with plain ``publish()`` instead are not in any manifest: replays."""
+
+    def __init__(self, broker, site: str, folder: Path, key=TEST_KEY, manifest_valid_s: float = 3600.0):
+        self.broker, self.site = broker, site
+        self.store = EnrollmentStore.open(folder / f"server-{uuid.uuid4().hex[:6]}")
+        self.key, self.manifest_valid_s = key, manifest_valid_s
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        record = parse_enrollment(topic, payload, self.site, None, trust=Trust.of(self.key.public_key()))
+        with EnrollmentClient(BrokerSettings(self.broker.host, self.broker.port)) as client:
+            commit(self._target(client), [Publication.of(self.site, topic, payload, record)])
+
+    def _target(self, client) -> Target:
+        return Target(self.site, self.key, client=client, store=self.store, manifest_valid_s=self.manifest_valid_s)
+
+    def resign(self) -> None:
+        """A new manifest (higher sequence) for the same state, published."""
+        with EnrollmentClient(BrokerSettings(self.broker.host, self.broker.port)) as client:
+            for manifest in self.store.sign_manifests(self.site, self.key, self.manifest_valid_s):
+                for topic, payload in manifest.messages():
+                    client.publish(topic, payload)
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def free_port() -> int:

@@ -47,3 +47,15 @@ def test_a_missing_replay_folder_is_an_immediate_error_not_an_endless_retry(tmp_
     result = facegate("run", "--replay", str(tmp_path / "nope"), "--state-dir", str(tmp_path), "--once")
     assert result.returncode == 2
     assert "replay folder not found or without images" in result.stderr
+
+
+def test_a_state_folder_others_can_write_to_stops_the_daemon_before_anything_loads(tmp_path):
+    """It holds biometric data: whoever can write there could swap the gallery."""
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "x.jpg").write_bytes(b"not looked at")
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    result = facegate("run", "--replay", str(tmp_path / "frames"), "--state-dir", str(state), "--once")
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"state folder {state} is writable by other users" in result.stderr and "chmod 700" in result.stderr

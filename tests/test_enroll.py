@@ -22,12 +22,14 @@ import pytest
 
 from daemon.enroll.client import EnrollmentClient
 from daemon.enroll.gate import PhotoGate, find_outliers
+from daemon.enroll.store import EnrollmentStore
 from daemon.enroll.photos import examine_photo, examine_photos
 from daemon.enroll.tool import EnrollError, NoUsablePhoto, Target, enroll, held_records, reembed, remove
 from daemon.faces.detect import FaceDetector
 from daemon.gallery import Gallery, PersonRecord
 from daemon.sync import parse_enrollment, publish as build, topics
 from daemon.sync.broker import BrokerSettings
+from daemon.sync.admission import Admission
 from daemon.sync.link import MqttLink
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, person_photos, publish, unit_vectors
 
@@ -139,6 +141,13 @@ def server(broker):
         yield client
 
 
+@pytest.fixture
+def store(tmp_path):
+    store = EnrollmentStore.open(tmp_path / "server-state")
+    yield store
+    store.close()
+
+
 def device(broker, site, model_id="pixel-test") -> MqttLink:
     link = MqttLink(broker=BrokerSettings(broker.host, broker.port), site=site,
                     device_id=f"door-{uuid.uuid4().hex[:6]}", model_id=model_id, embedding_size=128, trust=TEST_TRUST, reconnect_min_s=1, reconnect_max_s=1)
@@ -148,21 +157,30 @@ def device(broker, site, model_id="pixel-test") -> MqttLink:
 
 
 def synced(broker, site, model_id="pixel-test") -> dict[str, PersonRecord]:
-    """What a device on ``model_id`` that connects now receives."""
+    """What a device on ``model_id`` that connects now applies: the records and revocations
+    the site manifest lists."""
     link = device(broker, site, model_id)
     try:
-        assert link.rejected_counts() == {}
-        return {r.person_id: r for r in link.take_records()}
+        assert link.rejected_counts() == {} and link.manifest_rejected_counts() == {}
+        admission = Admission(model_id)
+        for item in link.take_manifests():
+            admission.offer_page(*item) if isinstance(item, tuple) else admission.offer_top(item)
+        for record in link.take_records():
+            admission.offer_record(record)
+        assert admission.state() == "fresh" and admission.superseded == 0
+        applied = {r.person_id: r for r in admission.manifest.revocations()}
+        applied.update({r.person_id: r for r in admission.take_ready()})
+        return applied
     finally:
         link.stop()
 
 
-def test_enroll_publishes_a_signed_record_that_devices_accept(tmp_path, server, broker, face_fixtures, encoder,
+def test_enroll_publishes_a_signed_record_that_devices_accept(store, tmp_path, server, broker, face_fixtures, encoder,
                                                               detector):
     site = new_site()
     photos = person_photos(face_fixtures, X)[:3]
     before = int(time.time() * 1000)
-    outcome = enroll_pixel(Target(site, TEST_KEY, client=server), "rumsfeld", "Donald Rumsfeld", photos, encoder,
+    outcome = enroll_pixel(Target(site, TEST_KEY, client=server, store=store), "rumsfeld", "Donald Rumsfeld", photos, encoder,
                            detector, keep_photos=tmp_path / "kept")
     assert outcome.topic == outcome.delivered_to == f"facegate/{site}/enroll/pixel-test/rumsfeld"
     assert outcome.version >= before and len(outcome.accepted) == 3
@@ -181,24 +199,24 @@ def test_enroll_publishes_a_signed_record_that_devices_accept(tmp_path, server, 
     assert (held.kind, held.signature, held.encodings, held.version) == ("record", "valid", 3, outcome.version)
 
 
-def test_a_new_enrollment_always_gets_a_higher_version_than_the_broker_holds(server, broker, face_fixtures,
+def test_a_new_enrollment_always_gets_a_higher_version_than_the_broker_holds(store, server, broker, face_fixtures,
                                                                              encoder, detector):
     """Even when the server's clock is behind a version already published."""
     site = new_site()
     far_future = 2**62
     publish(broker, *build.person_record(site, "rumsfeld", "R", unit_vectors(1), "other-model", far_future, TEST_KEY))
-    outcome = enroll_pixel(Target(site, TEST_KEY, client=server), "rumsfeld", "R", person_photos(face_fixtures, X)[:1],
+    outcome = enroll_pixel(Target(site, TEST_KEY, client=server, store=store), "rumsfeld", "R", person_photos(face_fixtures, X)[:1],
                      encoder, detector)
     assert outcome.version == far_future + 1
-    again = enroll_pixel(Target(site, TEST_KEY, client=server), "rumsfeld", "R", person_photos(face_fixtures, X)[1:2],
+    again = enroll_pixel(Target(site, TEST_KEY, client=server, store=store), "rumsfeld", "R", person_photos(face_fixtures, X)[1:2],
                    encoder, detector)
     assert again.version == far_future + 2
 
 
-def test_a_photo_set_with_no_usable_photo_publishes_nothing(tmp_path, server, broker, encoder, detector):
+def test_a_photo_set_with_no_usable_photo_publishes_nothing(store, tmp_path, server, broker, encoder, detector):
     site = new_site()
     with pytest.raises(NoUsablePhoto) as info:
-        enroll_pixel(Target(site, TEST_KEY, client=server), "nobody", "No Body", [REPO / "README.md", tmp_path],
+        enroll_pixel(Target(site, TEST_KEY, client=server, store=store), "nobody", "No Body", [REPO / "README.md", tmp_path],
                encoder, detector)
     assert [p.reason for p in info.value.outcome.photos] == ["unreadable", "unreadable"]
     assert held_records(server, site, TEST_TRUST) == []
@@ -234,10 +252,10 @@ def test_a_dry_run_writes_the_signed_record_and_publishes_nothing(tmp_path, serv
                             trust=TEST_TRUST).deleted
 
 
-def test_remove_revokes_on_every_model_and_erases_encodings_and_photos(tmp_path, server, broker, face_fixtures,
+def test_remove_revokes_on_every_model_and_erases_encodings_and_photos(store, tmp_path, server, broker, face_fixtures,
                                                                        encoder, detector):
     site = new_site()
-    target = Target(site, TEST_KEY, client=server)
+    target = Target(site, TEST_KEY, client=server, store=store)
     kept = tmp_path / "kept"
     enroll_pixel(target, "rumsfeld", "R", person_photos(face_fixtures, X)[:2], encoder, detector, keep_photos=kept)
     enroll_pixel(target, "serena", "S", person_photos(face_fixtures, Y)[:1], encoder, detector, keep_photos=kept)
@@ -268,10 +286,10 @@ def test_remove_revokes_on_every_model_and_erases_encodings_and_photos(tmp_path,
         assert records["rumsfeld"].deleted and not records["serena"].deleted
 
 
-def test_reembed_adds_new_model_records_while_old_model_devices_keep_theirs(tmp_path, server, broker, face_fixtures,
+def test_reembed_adds_new_model_records_while_old_model_devices_keep_theirs(store, tmp_path, server, broker, face_fixtures,
                                                                             encoder, detector):
     site = new_site()
-    target = Target(site, TEST_KEY, client=server)
+    target = Target(site, TEST_KEY, client=server, store=store)
     kept = tmp_path / "kept"
     old = enroll_pixel(target, "rumsfeld", "Donald Rumsfeld", person_photos(face_fixtures, X)[:2], encoder, detector,
                        keep_photos=kept)
@@ -281,7 +299,7 @@ def test_reembed_adds_new_model_records_while_old_model_devices_keep_theirs(tmp_
     new_model = PixelEncoder(model_id="pixel-test-2")
     new_model._projection = new_model._projection[::-1].copy()  # a different "model": different encodings
     outcomes = {o.person_id: o for o in reembed_pixel(target, kept, new_model, detector)}
-    assert outcomes["serena"].skipped.startswith("revoked on the broker") and not outcomes["serena"].topic
+    assert outcomes["serena"].skipped.startswith("revoked") and not outcomes["serena"].topic
     assert outcomes["rumsfeld"].version > old.version and outcomes["rumsfeld"].model_id == "pixel-test-2"
 
     old_device, new_device = synced(broker, site, "pixel-test"), synced(broker, site, "pixel-test-2")
@@ -318,7 +336,7 @@ def test_enroll_list_remove_from_the_command_line(tmp_path, broker, encoder_mode
     keys = tmp_path / "keys"
     assert facegate("keygen", "--out", str(keys)).returncode == 0
     server = ["--site", site, "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
-              "--signing-key", str(keys / "enroll-signing.key")]
+              "--signing-key", str(keys / "enroll-signing.key"), "--state-dir", str(tmp_path / "server")]
     photos = [str(p) for p in person_photos(face_fixtures, X)[:3]] + [str(REPO / "README.md")]
     result = facegate("enroll", "--person-id", "rumsfeld", "--name", "Donald Rumsfeld", "--model",
                       str(encoder_model), "--keep-photos", str(tmp_path / "kept"), *server, *photos)

@@ -37,7 +37,8 @@ from daemon.sync.broker import BrokerSettings
 from daemon.sync.link import MqttLink
 from daemon.sync.records import max_payload_bytes
 from daemon.sync.signing import key_id, sign_payload
-from daemon.sync.topics import enroll_topic, parse_sync_topic, revoke_topic
+from daemon.sync.manifest import build_manifest
+from daemon.sync.topics import enroll_topic, manifest_page_topic, manifest_topic, parse_sync_topic, revoke_topic
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, unit_vectors
 
 SITE, MODEL, D = "hq", "m1", 128
@@ -370,6 +371,39 @@ def test_signed_bodies_with_arbitrary_fields_are_refused_unless_fully_valid(devi
         assert record.person_id == "alice" and 1 <= record.version < 2**63
         assert record.deleted or (record.model_id == MODEL and record.encodings.shape[1] == D
                                   and np.isfinite(record.encodings).all())
+
+
+MANIFEST_TOPICS = [manifest_topic(SITE, MODEL), manifest_page_topic(SITE, MODEL, 0),
+                   manifest_page_topic(SITE, MODEL, 255), "facegate/hq/manifest/m1/007", "facegate/hq/manifest/m1/x"]
+MANIFEST_KEYS = ["schema", "site", "model_id", "seq", "issued_at", "expires_at", "enrolled", "revoked", "pages"]
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=SLOW_OK)
+@given(topic=st.sampled_from(MANIFEST_TOPICS),
+       payload=st.one_of(st.binary(max_size=2000), JSON.map(lambda v: json.dumps(v).encode())))
+def test_any_bytes_on_the_manifest_topics_are_refused_without_a_crash(device, topic, payload):
+    link, _ = device
+    deliver(link, topic, payload)
+    assert "internal_error" not in link.rejected_counts()
+    for item in link.take_manifests():  # only a page can pass unsigned; it counts only if a top lists its hash
+        sha, entries = item
+        assert len(sha) == 64 and all(1 <= v < 2**63 for v, _ in entries.values())
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=SLOW_OK)
+@given(changes=st.dictionaries(st.sampled_from(MANIFEST_KEYS), JSON, min_size=1, max_size=5))
+def test_signed_manifests_with_arbitrary_fields_are_refused_unless_fully_valid(device, changes):
+    link, _ = device
+    body = json.loads(build_manifest(SITE, MODEL, {"alice": (5, False)}, 7, time.time(), 60, None).top[1])
+    body.update(changes)
+    try:
+        raw = json.dumps(body, separators=(",", ":"), allow_nan=True).encode()
+    except (ValueError, TypeError):
+        return
+    deliver(link, manifest_topic(SITE, MODEL), sign_payload(TEST_KEY, manifest_topic(SITE, MODEL), raw))
+    assert "internal_error" not in link.rejected_counts()
+    for top in link.take_manifests():
+        assert 1 <= top.seq < 2**63 and top.expires_at > top.issued_at and len(top.pages) >= 1
 
 
 @settings(max_examples=1000, deadline=None)

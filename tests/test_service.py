@@ -16,8 +16,8 @@ from daemon.frames import Frame, SourceError
 from daemon.service import Service
 from daemon.config import ConfigError
 from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
-from daemon_helpers import (PixelEncoder, Probe, ServiceThread, copy_photos, enrollment, person_photos, publish,
-                            revocation, service_config, signed)
+from daemon_helpers import (PixelEncoder, Probe, ServiceThread, SiteServer, copy_photos, enrollment, person_photos,
+                            publish, revocation, service_config, signed)
 
 X, Y = "Jean_Chretien", "Serena_Williams"
 
@@ -150,14 +150,16 @@ def test_enrollments_and_revocations_still_sync_while_the_camera_is_down(tmp_pat
     encoder = PixelEncoder()
     encodings = np.stack([embed_image(p, encoder).embedding for p in person_photos(face_fixtures, X)[:2]])
     running = ServiceThread(Service(cfg, encoder=encoder, source=DeadCamera([])))
+    server = SiteServer(broker, site, tmp_path)
     try:
-        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1))
+        server.publish(*enrollment(site, X, encodings, "pixel-test", 1))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == (X,))
-        publish(broker, *revocation(site, X, 2))
+        server.publish(*revocation(site, X, 2))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
         assert not running.service.health()["source"]["healthy"]
     finally:
         running.stop()
+        server.close()
 
 
 def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, face_fixtures):
@@ -171,9 +173,10 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic, status_topic(site, "door1"), health_topic(site, "door1"))
     running = ServiceThread(Service(cfg, encoder=encoder))
+    server = SiteServer(broker, site, tmp_path)
     try:
         assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"online"])
-        publish(broker, *enrollment(site, X, encodings, "pixel-test", 1, name="Jean Chrétien"))
+        server.publish(*enrollment(site, X, encodings, "pixel-test", 1, name="Jean Chrétien"))
         assert probe.wait_for(lambda p: len(p.json(topic)) >= 1)
         first = probe.json(topic)[0]
         assert (first["event"], first["person_id"], first["name"], first["site"]) == ("unlock", X, "Jean Chrétien", site)
@@ -187,7 +190,7 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
                                   and s.health()["records"]["stale"] == 1)
         assert running.service.matcher.index.person_ids == (X,), "the gallery is untouched"
 
-        publish(broker, *revocation(site, X, 2))
+        server.publish(*revocation(site, X, 2))
         assert running.wait_until(lambda s: s.matcher.index.person_ids == ())
         time.sleep(0.3)  # frames already in the pipeline
         before = len(probe.json(topic))
@@ -203,6 +206,7 @@ def test_enrollment_revocation_and_bad_messages_while_running(tmp_path, broker, 
         assert set(health["timings_ms"]) >= {"capture", "faces", "embed", "match", "decide"}
     finally:
         running.stop()
+        server.close()
     assert probe.wait_for(lambda p: p.payloads(status_topic(site, "door1"))[-1:] == [b"offline"])
     probe.close()
 
@@ -223,3 +227,34 @@ def test_the_runtime_never_imports_tensorflow():
             "('tensorflow', 'keras', 'model_build')]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_state_file_of_a_door_with_a_broker_is_private(tmp_path, broker, face_fixtures):
+    """The gallery, the event outbox and their -wal/-shm files: 0600 whatever the umask."""
+    import os
+    copy_photos(person_photos(face_fixtures, X)[:1], tmp_path / "frames")
+    old = os.umask(0o002)
+    try:
+        run_once(service_config(tmp_path, broker, mqtt={"sync_wait_s": 0.2}))
+    finally:
+        os.umask(old)
+    state = tmp_path / "state"
+    names = {f.name for f in state.iterdir()}
+    assert {"gallery.sqlite3", "outbox.sqlite3"} <= names
+    assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {n: 0o600 for n in names}
+    assert state.stat().st_mode & 0o777 == 0o700
+
+
+def test_state_left_readable_by_an_older_version_is_made_private(tmp_path, face_fixtures):
+    """A state folder (0755) and gallery (0644) from before this version, or from a
+    hand-made folder: narrowed to 0700 / 0600 at start."""
+    copy_photos(person_photos(face_fixtures, X)[:1], tmp_path / "frames")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    from daemon.gallery import Gallery
+    Gallery.open(state).close()
+    (state / "gallery.sqlite3").chmod(0o644)
+    run_once(service_config(tmp_path))
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert {f.name: f.stat().st_mode & 0o777 for f in state.iterdir()} == {f.name: 0o600 for f in state.iterdir()}

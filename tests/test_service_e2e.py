@@ -25,7 +25,7 @@ from daemon.embeddings import load_encoder
 from daemon.events.outbox import Outbox
 from daemon.service import Service
 from daemon.sync.topics import event_topic, status_topic
-from daemon_helpers import (Probe, ServiceThread, camera_frames, copy_photos, person_photos, publish, revocation,
+from daemon_helpers import (Probe, ServiceThread, SiteServer, camera_frames, copy_photos, person_photos, revocation,
                             service_config, write_public_key)
 from daemon_helpers import enrollment as signed_enrollment
 
@@ -63,8 +63,9 @@ def test_published_enrollment_then_frames_of_that_person_give_exactly_one_unlock
     camera_frames(person_photos(face_fixtures, X), tmp_path / "frames", repeat=2)
     cfg = service_config(tmp_path, broker)
     site = cfg.device.site
-    publish(broker, *enrollment(site, encoder, face_fixtures, X))
-    publish(broker, *enrollment(site, encoder, face_fixtures, Y))
+    server = SiteServer(broker, site, tmp_path)
+    server.publish(*enrollment(site, encoder, face_fixtures, X))
+    server.publish(*enrollment(site, encoder, face_fixtures, Y))
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic)
     service = run_until_end(cfg, encoder)
@@ -85,12 +86,13 @@ def test_revoked_while_the_daemon_was_stopped_no_longer_unlocks(tmp_path, broker
     cfg = service_config(tmp_path, broker)
     site = cfg.device.site
     topic = event_topic(site, "door1")
-    publish(broker, *enrollment(site, encoder, face_fixtures, X, version=1))
+    server = SiteServer(broker, site, tmp_path)
+    server.publish(*enrollment(site, encoder, face_fixtures, X, version=1))
     probe = Probe(broker, topic)
     run_until_end(cfg, encoder)
     assert probe.wait_for(lambda p: unlocks(p, topic) == [X]), "X unlocks before the revocation"
 
-    publish(broker, *revocation(site, X, 2))  # the daemon is not running
+    server.publish(*revocation(site, X, 2))  # the daemon is not running
     service = run_until_end(cfg, encoder)
     assert service.gallery.get(X).deleted
     time.sleep(0.5)
@@ -101,17 +103,18 @@ def test_revoked_while_the_daemon_was_stopped_no_longer_unlocks(tmp_path, broker
 def test_with_the_broker_down_the_stored_gallery_unlocks_and_the_event_follows(
         tmp_path, broker, encoder, face_fixtures):
     camera_frames(person_photos(face_fixtures, X), tmp_path / "frames")
-    cfg = service_config(tmp_path, broker)
+    cfg = service_config(tmp_path, broker, events={"unlock_max_age_s": 30.0})  # an outage shorter than that
     site = cfg.device.site
     topic = event_topic(site, "door1")
-    publish(broker, *enrollment(site, encoder, face_fixtures, X))
+    SiteServer(broker, site, tmp_path).publish(*enrollment(site, encoder, face_fixtures, X))
     # The consumer's persistent session: the broker keeps its QoS 1 messages while it is away.
     consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
     run_until_end(cfg, encoder)  # first boot: syncs X into the stored gallery
     assert consumer.wait_for(lambda p: unlocks(p, topic) == [X])
 
     broker.stop()
-    offline_cfg = service_config(tmp_path, broker, device={"site": site}, mqtt={"sync_wait_s": 0.5})
+    offline_cfg = service_config(tmp_path, broker, device={"site": site}, mqtt={"sync_wait_s": 0.5},
+                                 events={"unlock_max_age_s": 30.0})
     running = ServiceThread(Service(offline_cfg, encoder=encoder, stdout=io.StringIO()))
     try:
         assert running.wait_until(lambda s: s.counters.events["unlock"] == 1), "stored gallery still unlocks"
@@ -229,3 +232,19 @@ def test_cli_under_systemd_notify_and_graceful_sigterm(tmp_path, broker, encoder
     assert probe.wait_for(lambda p: p.payloads(status)[-1:] == [b"offline"])
     assert time.monotonic() - started < 60
     probe.close()
+
+
+def test_state_files_are_private_after_a_hand_run(tmp_path, encoder_model, face_fixtures, gallery_photos):
+    """Not under systemd (no StateDirectoryMode, a umask of 022): the state folder is
+    still 0700 and every file in it 0600 (a shared folder: test_cli_run.py)."""
+    frames = camera_frames(person_photos(face_fixtures, X)[:2], tmp_path / "frames")
+    state = tmp_path / "state"
+    args = ("run", "--replay", str(frames), "--fps", "0", "--gallery-photos", str(gallery_photos),
+            "--state-dir", str(state), "--once", "--model", str(encoder_model))
+    proc = facegate(*args, preexec_fn=lambda: os.umask(0o022))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert state.stat().st_mode & 0o777 == 0o700
+    files = list(state.iterdir())
+    assert any(f.name == "gallery.sqlite3" for f in files)
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}

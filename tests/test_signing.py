@@ -22,7 +22,7 @@ from daemon.sync.signing import (KeyFileError, generate_keypair, key_id, load_pr
                                  load_trust, signed_message, split_signature)
 from daemon.sync.topics import enroll_topic, revoke_topic
 from daemon_helpers import (TEST_KEY, TEST_TRUST, PixelEncoder, ServiceThread, copy_photos, enrollment, person_photos,
-                            publish, revocation, service_config, unit_vectors, write_public_key)
+                            SiteServer, publish, revocation, service_config, unit_vectors, write_public_key)
 
 REPO = Path(__file__).resolve().parent.parent
 SITE, D = "hq", 128
@@ -248,8 +248,9 @@ def test_the_daemon_applies_only_authentic_newer_records_and_counts_the_rest(tmp
     cfg = service_config(tmp_path, broker, source={"loop": True, "fps": 5.0})
     site, model = cfg.device.site, "pixel-test"
     running = ServiceThread(Service(cfg, encoder=PixelEncoder()))
+    server = SiteServer(broker, site, tmp_path)
     try:
-        publish(broker, *enrollment(site, "alice", unit_vectors(2), model, 10))
+        server.publish(*enrollment(site, "alice", unit_vectors(2), model, 10))   # stored, in the manifest
         publish(broker, *enrollment(site, "mallory", unit_vectors(1), model, 1, key=None))       # unsigned
         publish(broker, *enrollment(site, "mallory", unit_vectors(1), model, 2, key=ATTACKER))   # wrong key
         t, p = enrollment(site, "alice", unit_vectors(1, seed=9), model, 11)
@@ -258,7 +259,7 @@ def test_the_daemon_applies_only_authentic_newer_records_and_counts_the_rest(tmp
         publish(broker, *enrollment(site, "alice", unit_vectors(1, seed=3), model, 9))            # replayed older
         publish(broker, *revocation(site, "carol", 1, key=ATTACKER))                             # forged revocation
         assert running.wait_until(lambda s: s.health()["records"] == {
-            "applied": 1, "stale": 1,
+            "applied": 1, "stale": 0, "waiting": 0, "superseded": 1,
             "rejected": {"unsigned": 1, "unknown_key": 2, "bad_signature": 2}}), running.service.health()["records"]
         alice = running.service.gallery.get("alice")
         assert alice.version == 10 and len(alice.encodings) == 2
@@ -266,3 +267,4 @@ def test_the_daemon_applies_only_authentic_newer_records_and_counts_the_rest(tmp
         assert running.service.gallery.get("carol") is None
     finally:
         running.stop()
+        server.close()

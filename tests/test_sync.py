@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from contextlib import contextmanager
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 from daemon.events import unlock_event
 from daemon.events.mqtt import MqttEventSink
@@ -41,6 +44,10 @@ def wait(predicate, timeout=10.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def make_sink(link, folder, topic, unlock_max_age_s=30.0) -> MqttEventSink:
+    return MqttEventSink(link, Outbox.open(folder), topic, unlock_max_age_s=unlock_max_age_s, max_age_s=3600.0)
 
 
 def event(site, person="alice"):
@@ -143,7 +150,7 @@ def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns
     topic = event_topic(site, "door1")
     probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
     link = make_link(broker, site)
-    sink = MqttEventSink(link, Outbox.open(tmp_path), topic)
+    sink = make_sink(link, tmp_path, topic)
     link.start()
     try:
         assert wait(lambda: link.connected)
@@ -164,22 +171,28 @@ def test_events_published_while_the_broker_is_down_are_delivered_when_it_returns
         probe.close()
 
 
-def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart(broker, tmp_path):
-    site = new_site()
-    topic = event_topic(site, "door1")
-    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+def leave_in_outbox(broker, site, folder) -> dict:
+    """A previous run: the broker is down, an unlock is emitted, the process ends with it
+    undelivered in the outbox. The broker stays down."""
     broker.stop()
     first = make_link(broker, site)
-    sink = MqttEventSink(first, Outbox.open(tmp_path), topic)
+    sink = make_sink(first, folder, event_topic(site, "door1"))
     first.start()
     e = event(site)
     sink.emit(e)
     first.stop()
-    sink.outbox.close()  # the process ends with the event undelivered
+    sink.outbox.close()
+    return e
 
+
+def test_events_left_in_the_outbox_by_a_previous_run_are_delivered_after_restart(broker, tmp_path):
+    site = new_site()
+    topic = event_topic(site, "door1")
+    probe = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    e = leave_in_outbox(broker, site, tmp_path)
     broker.start()
     second = make_link(broker, site)
-    sink = MqttEventSink(second, Outbox.open(tmp_path), topic)
+    sink = make_sink(second, tmp_path, topic)
     assert sink.pending == 1
     second.start()
     try:
@@ -203,3 +216,189 @@ def test_a_device_keeps_working_while_the_broker_is_unreachable(tmp_path):
     assert wait(lambda: link.last_error is not None, 5) and "cannot reach" in link.last_error
     link.stop()
 
+
+
+# ---------------------------------------------------------------- events that must not arrive late
+
+@contextmanager
+def event_link(broker, tmp_path, unlock_max_age_s: float, via=None):
+    """A connected link and event sink on a new site (through ``via``, a proxy, if given),
+    and a consumer with a persistent session on its event topic."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    link = make_link(via or broker, site)
+    sink = make_sink(link, tmp_path, topic, unlock_max_age_s=unlock_max_age_s)
+    link.start()
+    try:
+        assert wait(lambda: link.connected)
+        yield SimpleNamespace(site=site, topic=topic, consumer=consumer, link=link, sink=sink)
+    finally:
+        link.stop()
+        consumer.close()
+
+
+def delivered_ids(e) -> list[str]:
+    return [d["event_id"] for d in e.consumer.json(e.topic)]
+
+
+def test_an_unlock_from_an_outage_longer_than_its_maximum_age_is_never_delivered(broker, tmp_path, caplog):
+    with event_link(broker, tmp_path, unlock_max_age_s=1.0) as e:
+        broker.stop()
+        assert wait(lambda: not e.link.connected)
+        late = event(e.site)
+        e.sink.emit(late)               # queued in paho and kept in the outbox
+        time.sleep(2.0)                 # the outage outlasts unlock_max_age_s
+        broker.start()
+        assert wait(lambda: (e.sink.poll(), e.sink.expired)[1] == 1, timeout=15)
+        fresh = event(e.site, "bob")    # the link works again
+        e.sink.emit(fresh)
+        assert wait(lambda: fresh["event_id"] in delivered_ids(e))
+        time.sleep(0.5)
+        assert late["event_id"] not in delivered_ids(e), "a stale unlock was delivered"
+        assert wait(lambda: (e.sink.poll(), len(e.sink.outbox))[1] == 0)
+        assert f"unlock of {late['ts']} {late['event_id']} not sent" in caplog.text
+
+
+def test_a_short_outage_delivers_every_event_once(broker, tmp_path):
+    """At least once, and the door sends no event twice: after the reconnect the outbox
+    re-sends only what paho does not hold already (QoS 1 may still duplicate a message whose
+    acknowledgement was lost; consumers drop those by event_id)."""
+    with event_link(broker, tmp_path, unlock_max_age_s=30.0) as e:
+        sent = [event(e.site, "alice")]
+        e.sink.emit(sent[0])
+        assert wait(lambda: len(delivered_ids(e)) == 1)
+        assert wait(lambda: (e.sink.poll(), e.sink.pending)[1] == 0)
+        broker.stop()
+        assert wait(lambda: not e.link.connected)
+        sent += [event(e.site, "bob"), event(e.site, "carol")]
+        for one in sent[1:]:
+            e.sink.emit(one)
+        broker.start()
+        assert wait(lambda: len(delivered_ids(e)) >= 3, timeout=15)
+        assert wait(lambda: (e.sink.poll(), e.sink.pending)[1] == 0)
+        time.sleep(0.5)
+        assert sorted(delivered_ids(e)) == sorted(one["event_id"] for one in sent) and e.sink.expired == 0
+
+
+def test_an_unlock_left_in_the_outbox_by_a_previous_run_is_dropped_once_too_old(broker, tmp_path):
+    """The door stopped with an unlock undelivered and restarted later than its maximum age."""
+    site = new_site()
+    topic = event_topic(site, "door1")
+    consumer = Probe(broker, topic, client_id=f"consumer-{site}", persistent=True)
+    leave_in_outbox(broker, site, tmp_path)
+    time.sleep(1.5)
+
+    broker.start()
+    second = make_link(broker, site)
+    sink = make_sink(second, tmp_path, topic, unlock_max_age_s=1.0)
+    assert sink.pending == 1
+    second.start()
+    try:
+        assert wait(lambda: (sink.poll(), sink.expired)[1] == 1, timeout=15)
+        assert sink.pending == 0
+        fresh = event(site, "bob")
+        sink.emit(fresh)
+        assert consumer.wait_for(lambda p: [e["event_id"] for e in p.json(topic)] == [fresh["event_id"]])
+    finally:
+        second.stop()
+        consumer.close()
+
+
+class FreezableProxy:
+    """A TCP relay to the broker that can go silent without closing anything (a cable pulled
+    somewhere between door and broker: the door believes it is still connected), and then
+    cut every connection."""
+
+    def __init__(self, broker):
+        import socket
+        self.upstream = (broker.host, broker.port)
+        self.frozen = False
+        self._conns: list = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, target):
+        try:
+            while data := source.recv(65536):
+                if not self.frozen:  # frozen: swallowed, as by a dead link
+                    target.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        for conn in self._conns:
+            try:
+                conn.shutdown(2)
+                conn.close()
+            except OSError:
+                pass
+        self._conns = []
+        self.frozen = False
+
+    def close(self):
+        self.cut()
+        self._server.close()
+
+
+def test_an_unlock_in_flight_when_the_link_silently_died_is_not_sent_after_the_reconnect(broker, tmp_path):
+    """paho re-sends unacknowledged messages after a reconnect, which may be much later.
+    The link takes the expired ones out of paho's queue before it can."""
+    proxy = FreezableProxy(broker)
+    try:
+        with event_link(broker, tmp_path, unlock_max_age_s=1.0, via=proxy) as e:
+            proxy.frozen = True
+            late = event(e.site)
+            e.sink.emit(late)           # paho sends it into the void and waits for a PUBACK
+            time.sleep(2.0)
+            assert e.link.connected, "the door has not noticed"
+            proxy.cut()                 # the connection finally drops; paho reconnects and would re-send
+            assert wait(lambda: (e.sink.poll(), e.sink.expired)[1] == 1, timeout=15)
+            fresh = event(e.site, "bob")
+            e.sink.emit(fresh)
+            assert wait(lambda: delivered_ids(e) == [fresh["event_id"]])
+            time.sleep(0.5)
+            assert delivered_ids(e) == [fresh["event_id"]]
+            assert wait(lambda: (e.sink.poll(), len(e.sink.outbox))[1] == 0)
+    finally:
+        proxy.close()
+
+
+def test_events_carry_their_remaining_lifetime_as_mqtt_message_expiry(broker, tmp_path):
+    with event_link(broker, tmp_path, unlock_max_age_s=5.0) as e:
+        seen = []
+        client = mqtt_v5_client(broker, e.topic, seen)
+        try:
+            e.sink.emit(event(e.site))
+            assert wait(lambda: len(seen) == 1)
+            assert 1 <= seen[0] <= 5
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+
+def mqtt_v5_client(broker, topic, seen):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = lambda c, u, m: seen.append(getattr(m.properties, "MessageExpiryInterval", None))
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    assert subscribed.wait(5)
+    return client

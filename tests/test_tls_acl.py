@@ -118,6 +118,7 @@ def example_config(pki: Pki, port: int, workdir: Path) -> str:
     text = text.replace("/etc/mosquitto/certs/broker.crt", pki.path("broker.crt"))
     text = text.replace("/etc/mosquitto/certs/broker.key", pki.path("broker.key"))
     text = text.replace("/etc/mosquitto/facegate.acl", str(EXAMPLES / "facegate.acl"))
+    text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {workdir}/")
     return text + f"\nlog_dest file {workdir / 'mosquitto.log'}\nuser {getpass.getuser()}\n"
 
 
@@ -303,3 +304,77 @@ def test_a_device_cannot_read_another_devices_events(pki, tls_broker):
     finally:
         for client in (door1, door2, watcher):
             client.close()
+
+
+def test_the_shipped_broker_config_keeps_retained_messages_across_a_restart():
+    """Persistence is on (facegate no longer depends on it, but doors see an empty broker
+    until `facegate server` reconnects without it)."""
+    text = (EXAMPLES / "facegate-tls.conf").read_text()
+    settings_ = dict(line.split(None, 1) for line in text.splitlines() if line and not line.startswith("#")
+                     and len(line.split(None, 1)) == 2)
+    assert settings_["persistence"] == "true" and int(settings_["autosave_interval"]) <= 60
+
+
+def test_the_enrollment_server_and_a_door_exchange_the_manifest_under_the_shipped_acl(pki, tls_broker, tmp_path):
+    import threading
+
+    from daemon.enroll.server import EnrollmentServer
+    from daemon.enroll.store import EnrollmentStore, Publication
+    from daemon.sync.records import parse_enrollment
+    from daemon_helpers import TEST_KEY
+    store = EnrollmentStore.open(tmp_path / "server")
+    topic, payload = enrollment(SITE, "alice", unit_vectors(2), "m1", 7)
+    store.add(Publication.of(SITE, topic, payload, parse_enrollment(topic, payload, SITE, None, trust=TEST_TRUST)))
+    server = EnrollmentServer(store, SITE, TEST_KEY, settings(pki, tls_broker, "enroll-server"),
+                              manifest_interval_s=3600, manifest_valid_s=7200, settle_s=0.3)
+    server.start()
+    runner = threading.Thread(target=server.run, daemon=True)
+    runner.start()
+    link = MqttLink(broker=settings(pki, tls_broker, "door1"), site=SITE, device_id="door1", model_id="m1",
+                    embedding_size=128, trust=TEST_TRUST, reconnect_min_s=1, reconnect_max_s=1)
+    link.start()
+    try:
+        got = []
+        assert wait(lambda: got.extend(link.take_manifests()) or len(got) >= 2, timeout=15), link.last_error
+        assert link.manifest_rejected_counts() == {} and server.last_error is None
+    finally:
+        link.stop()
+        server.stop()
+        runner.join(5)
+        server.close()
+        store.close()
+
+
+def test_an_event_the_acl_refuses_is_kept_counted_and_logged_with_its_topic(pki, tls_broker, tmp_path, caplog):
+    """A door whose certificate CN (door2) is not its device.id (door1): the shipped ACL
+    refuses its events. Nothing is silently deleted."""
+    import time as _time
+
+    from daemon.events import unlock_event
+    from daemon.service import Service
+    from daemon_helpers import PixelEncoder, service_config
+    cfg = service_config(tmp_path, None, device={"id": "door1", "site": SITE}, mqtt={
+        "host": "127.0.0.1", "port": tls_broker, "tls": True, "tls_ca_file": pki.path("ca.crt"),
+        "tls_cert_file": pki.path("door2.crt"), "tls_key_file": pki.path("door2.key"), "sync_wait_s": 0.0},
+        enrollment={"allow_unsigned": True})
+
+    class NoFrames:
+        name = "idle"
+        open = close = lambda self: None
+        read = lambda self: None
+
+    service = Service(cfg, encoder=PixelEncoder(), source=NoFrames())
+    service.start()
+    try:
+        assert wait(lambda: (service._housekeeping(), service.link.connected)[1], timeout=10)
+        service.emit(unlock_event(device_id="door1", site=SITE, person_id="alice", name="Alice", distance=0.3,
+                                  frames_voted=3, model_id="pixel-test", ts=_time.time()))
+        assert wait(lambda: (service._housekeeping(), service.health()["events"]["refused"])[1] == 1, timeout=10)
+        assert service.health()["events"]["pending"] == 0
+        [(event_id, payload, reason)] = service.mqtt_sink.outbox.refused()
+        assert b'"person_id":"alice"' in payload and "authori" in reason.lower()
+    finally:
+        service.close()
+    refused = topics.event_topic(SITE, "door1")
+    assert f"refused our message to {refused}" in caplog.text
+    assert "CN" in caplog.text and "must equal device.id ('door1')" in caplog.text

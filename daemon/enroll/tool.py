@@ -1,12 +1,18 @@
 """The enrollment server's operations: enroll, remove, list, reembed.
 
-Each takes its collaborators explicitly (the broker client or an output path, the
-signing key, the encoder and detector), so the command line (daemon/cli.py) only parses
-arguments and prints, and tests can run every step against a real broker.
+Each takes its collaborators explicitly (the store, the broker client or an output
+path, the signing key, the encoder and detector), so the command line (daemon/cli.py)
+only parses arguments and prints, and tests can run every step against a real broker.
 
-Versions are the current time in milliseconds, and always above every version the
-broker holds for that person (read just before publishing): a record always supersedes
-the previous one, even if the server's clock went backwards.
+Every change is written to the server's store (daemon/enroll/store.py) first, with a
+newly signed site manifest, and then published. If the broker cannot be reached the
+change is still stored, and `facegate server` publishes it when it can.
+
+Versions are the current time in milliseconds, and always above every version the store
+or the broker holds for that person: a record always supersedes the previous one, even
+if the server's clock went backwards. Validly signed messages on the broker that are
+newer than the store (a store restored from an older backup, or from before the store
+existed) are taken into the store first (import_newer).
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from daemon.config import ServerConfig
 from daemon.enroll.archive import PhotoArchive
 from daemon.enroll.client import EnrollmentClient
 from daemon.enroll.gate import PhotoGate
 from daemon.enroll.photos import PhotoResult, examine_photos
+from daemon.enroll.store import EnrollmentStore, Publication
 from daemon.gallery.record import MAX_ENCODINGS, MAX_NAME_CHARS, valid_person_id
 from daemon.sync import publish, signing, topics
 from daemon.sync.records import RecordError, parse_enrollment
@@ -37,19 +45,25 @@ class EnrollError(ValueError):
 
 @dataclass
 class Target:
-    """Where records go: a broker (``client``) or, for a dry run, files (``out``)."""
+    """Where records go: the server's ``store`` and then the broker (``client``, None when
+    it cannot be reached), or, for a dry run, files (``out``)."""
 
     site: str
     key: Ed25519PrivateKey | None
     client: EnrollmentClient | None = None
     out: Path | None = None
+    store: EnrollmentStore | None = None
+    manifest_valid_s: float = ServerConfig.manifest_valid_s
 
     def __post_init__(self):
         if not topics.valid_name(self.site):
             raise EnrollError(f"invalid site {self.site!r} (letters, digits, '_', '.', '-'; at most 64)")
-        if self.client is not None and self.key is None:
+        if self.out is None and self.key is None:
             raise EnrollError("no signing key: pass --signing-key or set enrollment.signing_key "
                               "(create one with `facegate keygen --out DIR`); devices refuse unsigned records")
+        if self.out is None and self.store is None:
+            raise EnrollError("no enrollment store: set server.state_dir (or pass --state-dir); the store, not "
+                              "the broker, is the record of who is enrolled")
 
     @property
     def trust(self) -> Trust:
@@ -102,37 +116,91 @@ def inspect_message(topic: str, payload: bytes, site: str, trust: Trust) -> Held
                       record.model_id, record.name, record.version, len(record.encodings), record.updated_at)
 
 
-def held_records(client: EnrollmentClient, site: str, trust: Trust, person_id: str = "+") -> list[HeldRecord]:
-    """What the broker holds for the site (or one person), sorted by person and model."""
-    filters = [f"{topics.ROOT}/{site}/{topics.ENROLL}/+/{person_id}",
-               f"{topics.ROOT}/{site}/{topics.REVOKE}/{person_id}"]
-    held = [inspect_message(t, p, site, trust) for t, p in client.retained(filters).items()]
+def retained_messages(client: EnrollmentClient, site: str, person_id: str = "+") -> dict[str, bytes]:
+    """The retained enroll and revoke messages the broker holds for the site (or one person)."""
+    return client.retained([f"{topics.ROOT}/{site}/{topics.ENROLL}/+/{person_id}",
+                            f"{topics.ROOT}/{site}/{topics.REVOKE}/{person_id}"])
+
+
+def describe(messages: dict[str, bytes], site: str, trust: Trust) -> list[HeldRecord]:
+    """The messages as `facegate list` shows them, sorted by person, tombstone first, model."""
+    held = [inspect_message(t, p, site, trust) for t, p in messages.items()]
     return sorted((h for h in held if h is not None), key=lambda h: (h.person_id, h.kind != "tombstone", h.model_id))
 
 
-def highest_version(held: list[HeldRecord], person_id: str) -> int:
-    return max((h.version for h in held if h.person_id == person_id), default=0)
+def held_records(client: EnrollmentClient, site: str, trust: Trust, person_id: str = "+") -> list[HeldRecord]:
+    """What the broker holds for the site (or one person)."""
+    return describe(retained_messages(client, site, person_id), site, trust)
 
 
-def is_revoked(held: list[HeldRecord], person_id: str) -> bool:
-    """True if the person's newest validly signed message is a tombstone."""
-    mine = [h for h in held if h.person_id == person_id and h.kind != "invalid"
-            and h.signature in ("valid", "not checked")]
-    return bool(mine) and max(mine, key=lambda h: h.version).kind == "tombstone"
+def stored_records(store: EnrollmentStore, site: str, trust: Trust) -> list[HeldRecord]:
+    """What the store says the broker should hold for the site."""
+    return describe({c.topic: c.payload for c in store.current(site)}, site, trust)
+
+
+def import_newer(store: EnrollmentStore, site: str, messages: dict[str, bytes], trust: Trust) -> list[str]:
+    """Take into the store the messages signed by our key that are newer than anything
+    it holds for their person: they were published by this server (a store restored
+    from an older backup, or from before the store existed). Returns their topics."""
+    imported = []
+    for topic, payload in messages.items():
+        if not payload:
+            continue
+        try:
+            record = parse_enrollment(topic, payload, site, None, trust=trust)
+        except RecordError:
+            continue
+        if record.version > store.highest_version(site, record.person_id):
+            store.add(Publication.of(site, topic, payload, record, source="import"))
+            log.warning("store: imported %r from the broker (signed by our key, newer than the store)", record)
+            imported.append(topic)
+    return imported
 
 
 # ---------------------------------------------------------------- sending
 
-def _deliver(target: Target, topic: str, payload: bytes, name: str) -> str:
-    """Publish retained, or write the payload for a dry run. Returns where it went."""
-    if target.client is not None:
-        target.client.publish(topic, payload, retain=True)
-        return topic
+def _write_file(target: Target, payload: bytes, name: str) -> str:
+    """Dry run: write the payload. Returns where it went."""
     path = target.out / name if target.out.is_dir() else target.out
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # encodings are personal data
     with os.fdopen(fd, "wb") as f:
         f.write(payload)
     return str(path)
+
+
+def _pull(target: Target, person_id: str) -> dict[str, bytes]:
+    """What the broker holds for the person, after importing anything newer into the store."""
+    if target.client is None:
+        return {}
+    messages = retained_messages(target.client, target.site, person_id)
+    import_newer(target.store, target.site, messages, target.trust)
+    return messages
+
+
+def commit(target: Target, publications: list[Publication], clear: list[str] = ()) -> str:
+    """Store the publications with a newly signed manifest, then publish them, clear
+    ``clear`` (only after they are acknowledged) and publish the manifest: its top and
+    the pages that changed (the broker holds the others; `facegate server` sees to that).
+    Returns where they went."""
+    target.store.add(*publications)
+    before = target.store.manifest_messages(target.site)
+    manifests = target.store.sign_manifests(target.site, target.key, target.manifest_valid_s)
+    if target.client is None:
+        log.warning("the broker is not reachable: stored in %s only; `facegate server` publishes it as soon "
+                    "as it can reach the broker", target.store.path)
+        return f"{target.store.path} (not yet published)"
+    for p in publications:
+        target.client.publish(p.topic, p.payload, retain=True)
+    for topic in clear:
+        target.client.publish(topic, b"", retain=True)
+    after = {topic: payload for m in manifests for topic, payload in m.messages()}
+    for manifest in manifests:
+        for topic, payload in manifest.messages():
+            if before.get(topic) != payload:
+                target.client.publish(topic, payload, retain=True)
+    for topic in before.keys() - after.keys():  # pages of a manifest that shrank
+        target.client.publish(topic, b"", retain=True)
+    return publications[0].topic
 
 
 def check_identity(person_id: str, name: str) -> None:
@@ -161,9 +229,10 @@ class EnrollOutcome:
 
 def enroll(target: Target, person_id: str, name: str, photos: list[str | Path], encoder, detector,
            gate: PhotoGate = PhotoGate(), consistency: bool = True, keep_photos: str | Path | None = None,
-           held: list[HeldRecord] | None = None) -> EnrollOutcome:
-    """Gate and embed the photos, then publish (or write) the signed person record.
-    Raises EnrollError, with every photo's verdict in the outcome, if no photo passes."""
+           pulled: dict[str, bytes] | None = None, source: str = "enroll") -> EnrollOutcome:
+    """Gate and embed the photos, then store and publish (or write) the signed person
+    record. Raises EnrollError, with every photo's verdict in the outcome, if no photo
+    passes. ``pulled``: the broker was already read (reembed reads it once for everyone)."""
     check_identity(person_id, name)
     if not photos:
         raise EnrollError("give at least one photo")
@@ -176,13 +245,19 @@ def enroll(target: Target, person_id: str, name: str, photos: list[str | Path], 
                             model_id=model_id)
     if not outcome.accepted:
         raise NoUsablePhoto(outcome)
-    if held is None:
-        held = held_records(target.client, target.site, target.trust, person_id) if target.client else []
-    outcome.version = publish.version_now(highest_version(held, person_id))
-    outcome.topic, payload = publish.person_record(
-        target.site, person_id, name, np.stack([p.embedding for p in outcome.accepted]), model_id,
-        outcome.version, target.key)
-    outcome.delivered_to = _deliver(target, outcome.topic, payload, f"{person_id}.{model_id}.json")
+    if target.store is not None and pulled is None:
+        _pull(target, person_id)
+    known = target.store.highest_version(target.site, person_id) if target.store is not None else 0
+    outcome.version = publish.version_now(known)
+    encodings = np.stack([p.embedding for p in outcome.accepted])
+    outcome.topic, payload = publish.person_record(target.site, person_id, name, encodings, model_id,
+                                                   outcome.version, target.key)
+    if target.out is not None:
+        outcome.delivered_to = _write_file(target, payload, f"{person_id}.{model_id}.json")
+    else:
+        outcome.delivered_to = commit(target, [Publication(
+            target.site, person_id, "record", model_id, outcome.version, outcome.topic, payload, name,
+            len(encodings), tuple(p.sha256 for p in outcome.accepted), source)])
     if keep_photos is not None:
         kept = [(p.data, p.sha256, p.kind) for p in outcome.accepted]
         outcome.kept_in = str(PhotoArchive(keep_photos).save(person_id, name, kept))
@@ -207,23 +282,27 @@ class RemoveOutcome:
 
 
 def remove(target: Target, person_id: str, keep_photos: str | Path | None = None) -> RemoveOutcome:
-    """Publish a signed tombstone (retained: it reaches devices that are offline now),
-    then clear the person's retained records of every model, so the broker no longer
-    holds their encodings, and delete their kept photos."""
+    """Store and publish a signed tombstone (retained: it reaches devices that are offline
+    now) and a manifest that lists it, then clear the person's retained records of every
+    model, so the broker no longer holds their encodings (the store erases them too), and
+    delete their kept photos."""
     check_identity(person_id, "-")
-    held = held_records(target.client, target.site, target.trust, person_id) if target.client else []
-    version = publish.version_now(highest_version(held, person_id))
+    if target.out is not None:
+        version = publish.version_now()
+        topic, payload = publish.tombstone(target.site, person_id, version, target.key)
+        return RemoveOutcome(person_id, version, topic, _write_file(target, payload, f"{person_id}.revoke.json"))
+    held = _pull(target, person_id)
+    known = target.store.highest_version(target.site, person_id)
+    version = publish.version_now(known)
     topic, payload = publish.tombstone(target.site, person_id, version, target.key)
-    outcome = RemoveOutcome(person_id, version, topic, _deliver(target, topic, payload, f"{person_id}.revoke.json"),
-                            was_known=bool(held))
-    if target.client is not None:
-        # Only after the tombstone is acknowledged: a device that connects in between gets
-        # either the old record and the tombstone, or the tombstone alone.
-        for h in held:
-            where = topics.parse_sync_topic(h.topic)
-            if where is not None and where.kind == topics.ENROLL:
-                target.client.publish(h.topic, b"", retain=True)
-                outcome.cleared.append(h.topic)
+    # Cleared only after the tombstone is acknowledged: a device that connects in between
+    # gets either the old record and the tombstone, or the tombstone alone.
+    clear = sorted(t for t in target.store.topics_of(target.site, person_id) | {t for t, p in held.items() if p}
+                   if topics.parse_sync_topic(t).kind == topics.ENROLL)
+    tomb = Publication(target.site, person_id, "tombstone", "", version, topic, payload, source="remove")
+    outcome = RemoveOutcome(person_id, version, topic, commit(target, [tomb], clear if target.client else []),
+                            was_known=bool(known or held))
+    outcome.cleared = clear if target.client is not None else []
     if keep_photos is not None:
         outcome.photos_deleted = PhotoArchive(keep_photos).delete(person_id)
     return outcome
@@ -234,21 +313,21 @@ def reembed(target: Target, photos_dir: str | Path, encoder, detector, gate: Pho
     """Re-enroll everyone kept in ``photos_dir`` with ``encoder``'s model: one new record
     per person at facegate/<site>/enroll/<new model id>/<person_id>. The old model's records
     stay, so devices still on the old model keep working until they are upgraded.
-    People revoked on the broker are skipped (their kept photos should have been deleted)."""
+    People revoked in the store are skipped (their kept photos should have been deleted)."""
     archive = PhotoArchive(photos_dir)
     people = archive.people()
-    held = held_records(target.client, target.site, target.trust) if target.client else []
-    if target.client is None:
-        log.warning("dry run without a broker: revocations on the broker are not checked")
+    pulled = _pull(target, "+") if target.store is not None else {}
+    if target.store is None:
+        log.warning("dry run without the store: revocations are not checked")
     outcomes = []
     for person in people:
-        if is_revoked(held, person.person_id):
-            outcomes.append(EnrollOutcome(person.person_id, [], skipped="revoked on the broker: not re-enrolled "
+        if target.store is not None and target.store.is_revoked(target.site, person.person_id):
+            outcomes.append(EnrollOutcome(person.person_id, [], skipped="revoked: not re-enrolled "
                                           "(delete the kept photos with `facegate remove --keep-photos`)"))
             continue
         try:
             outcomes.append(enroll(target, person.person_id, person.name, list(person.photos), encoder, detector,
-                                   gate, consistency, held=held))
+                                   gate, consistency, pulled=pulled, source="reembed"))
         except NoUsablePhoto as exc:
             exc.outcome.skipped = "no kept photo passed the checks with the new model"
             outcomes.append(exc.outcome)

@@ -12,7 +12,9 @@ such key, as before)::
     "liveness": {"mode": "blink", "passed": ["blink"], "cues": {"blink": {"passed": true, "closed_ear": 0.09}}}
 
 ``ts`` is ISO 8601 UTC with milliseconds. ``event_id`` lets consumers drop the
-duplicates that at-least-once delivery (QoS 1, the outbox) can produce.
+duplicates that at-least-once delivery (QoS 1, the outbox) can produce. Every event has
+a maximum age (``events.unlock_max_age_s``, ``events.max_age_s``): an older one is never
+sent, and its MQTT 5 message expiry makes the broker drop it once that age is reached.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from datetime import datetime
 from typing import Protocol, TextIO
 
 from daemon.sync.publish import iso_utc
@@ -45,6 +48,11 @@ def unknown_face_event(*, device_id: str, site: str, distance: float, frames_vot
     return {"event": UNKNOWN_FACE, "event_id": str(uuid.uuid4()), "device_id": device_id, "site": site,
             "distance": round(float(distance), 4) if finite else None, "frames_voted": int(frames_voted),
             "model_id": model_id, "ts": iso_utc(ts)}
+
+
+def event_time(event: dict) -> float:
+    """The event's ``ts`` as epoch seconds."""
+    return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
 
 
 def encode_event(event: dict) -> bytes:

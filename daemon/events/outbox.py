@@ -4,6 +4,10 @@ An event is written here before it is published and deleted when the broker's PU
 arrives; whatever is left at start is published again. Delivery is therefore
 at-least-once: a crash between PUBACK and the delete repeats an event, which consumers
 recognise by its event_id.
+
+An event the broker refuses (its ACL) is moved to the ``refused`` table: kept for
+inspection, counted, never sent again. An event past its maximum age is deleted unsent
+(daemon/events/mqtt.py counts it). The file is created 0600.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+
+from daemon.state import private_file
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,14 @@ class Outbox:
         return cls(Path(state_dir) / FILENAME)
 
     def _connect(self) -> sqlite3.Connection:
+        private_file(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # one thread at a time
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                    "event_id TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "event_id TEXT UNIQUE NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL)")
         return db
 
     def add(self, event_id: str, payload: bytes) -> None:
@@ -63,6 +72,27 @@ class Outbox:
 
     def remove(self, event_id: str) -> None:
         self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+
+    def get(self, event_id: str) -> bytes | None:
+        row = self._db.execute("SELECT payload FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        return row[0] if row else None
+
+    def refuse(self, event_id: str, reason: str) -> None:
+        """Move an event the broker refused to the ``refused`` table (the newest MAX_EVENTS are kept)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT OR IGNORE INTO refused (event_id, payload, reason, at) SELECT event_id, payload, "
+                             "?, ? FROM outbox WHERE event_id = ?", (reason, time.time(), event_id))
+            self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+            self._db.execute("DELETE FROM refused WHERE seq <= (SELECT MAX(seq) FROM refused) - ?", (self.max_events,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def refused(self) -> list[tuple[str, bytes, str]]:
+        """(event_id, payload, reason) of the events the broker refused, oldest first."""
+        return self._db.execute("SELECT event_id, payload, reason FROM refused ORDER BY seq").fetchall()
 
     def pending(self) -> list[tuple[str, bytes]]:
         """(event_id, payload) of every undelivered event, oldest first."""

@@ -4,10 +4,15 @@ Everything is kept in memory for matching and written through to an SQLite file 
 WAL mode, one transaction per change, so a power cut leaves either the old or the new
 record and never half of one. The file is loaded at start, which is what lets a door
 recognise people while the broker is unreachable or after a reboot with no network.
+
+The file also keeps the newest site manifest the device accepted (daemon/sync/manifest.py),
+as opaque JSON: its sequence is what lets a door refuse an older manifest after a restart.
+The file is created 0600: it holds biometric data.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.gallery.record import PersonRecord
+from daemon.state import private_file
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,11 @@ CREATE TABLE IF NOT EXISTS persons (
     encodings  BLOB NOT NULL       -- count x dim little-endian float32, row-major
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS manifest (
+    model_id   TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    body       TEXT NOT NULL       -- daemon.sync.manifest.Manifest.to_dict() as JSON
+);
 """
 
 
@@ -96,6 +107,7 @@ class Gallery:
     def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False: start() and the main loop may be different threads;
         # the gallery is still used by one thread at a time.
+        private_file(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)  # explicit BEGIN/COMMIT
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # writes are rare; a revocation must survive a power cut
@@ -144,6 +156,31 @@ class Gallery:
             raise GalleryError(f"cannot write person {record.person_id!r} to {self.path}: {exc}") from exc
         self._records[record.person_id] = record
         self.generation += 1
+        return True
+
+    def load_manifest(self, model_id: str) -> dict | None:
+        """The stored manifest of ``model_id`` (Manifest.to_dict()), or None."""
+        row = self._db.execute("SELECT body FROM manifest WHERE model_id = ?", (model_id,)).fetchone()
+        try:
+            return json.loads(row[0]) if row else None
+        except ValueError as exc:
+            log.error("gallery: stored manifest of %s is unreadable (%s); waiting for a new one", model_id, exc)
+            return None
+
+    def save_manifest(self, model_id: str, seq: int, body: dict) -> bool:
+        """Store a manifest if its sequence is higher than the stored one's; True if stored."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            stored = self._db.execute("SELECT seq FROM manifest WHERE model_id = ?", (model_id,)).fetchone()
+            if stored is not None and stored[0] >= seq:
+                self._db.execute("ROLLBACK")
+                return False
+            self._db.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", (model_id, seq, json.dumps(body)))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise GalleryError(f"cannot write the manifest to {self.path}: {exc}") from exc
         return True
 
     def get(self, person_id: str) -> PersonRecord | None:

@@ -4,6 +4,7 @@ show the password."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, field
 
@@ -49,3 +50,40 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
     if cert_file:
         context.load_cert_chain(cert_file, key_file or None)
     return context
+
+
+class ConnectionState:
+    """Connection bookkeeping and log lines of the reconnecting clients (the device's link,
+    `facegate server`); paho's network thread calls these. Set ``stopping`` before a
+    deliberate disconnect so it is not reported as an error."""
+
+    broker: BrokerSettings
+    connected = False
+    connect_count = 0            # successful connections so far
+    last_error: str | None = None
+    stopping = False
+
+    @property
+    def _log(self) -> logging.Logger:
+        return logging.getLogger(type(self).__module__)  # the client's module, not this one
+
+    def _accepted(self, reason_code) -> bool:
+        """on_connect's first step: False (logged, kept in last_error) if the broker refused us."""
+        if reason_code.is_failure:
+            self.last_error = f"broker {self.broker.describe()} refused the connection: {reason_code}"
+            self._log.error("%s", self.last_error)
+            return False
+        self._log.info("connected to MQTT broker %s", self.broker.describe())
+        return True
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        tls = (" (or the TLS handshake failed: check mqtt.tls_ca_file, the client certificate and the "
+               "broker's host name)") if self.broker.tls else ""
+        self.last_error = f"cannot reach MQTT broker {self.broker.describe()}{tls}"
+        self._log.warning("%s; retrying", self.last_error)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected = False
+        if not self.stopping:
+            self.last_error = f"disconnected from MQTT broker {self.broker.describe()}: {reason_code}"
+            self._log.warning("%s; reconnecting", self.last_error)

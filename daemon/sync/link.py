@@ -1,19 +1,28 @@
 """The device's one MQTT connection: enrollment sync in, events/status/health out.
 
 Threads: paho's network thread runs the callbacks below and only validates and queues;
-the daemon's main thread takes the queued records and acknowledgements (take_records,
-take_acks) and does all gallery and outbox writes. So SQLite is only touched from one
-thread, and no lock of ours is ever held while calling into paho (paho calls on_publish
-while holding its own lock, which would otherwise invite a deadlock).
+the daemon's main thread takes the queued records, manifests and acknowledgements
+(take_records, take_manifests, take_acks) and does all gallery and outbox writes. So
+SQLite is only touched from one thread, and no lock of ours is ever held while calling
+into paho (paho calls on_publish while holding its own lock, which would otherwise
+invite a deadlock).
+
+Messages that must not arrive late (unlock events) are published with an expiry time.
+paho keeps unacknowledged QoS 1 messages and sends them again after a reconnect, which
+could be hours later; on every reconnect, before paho re-sends anything, the ones past
+their expiry are taken out of paho's queue (take_expired) and the others get their
+remaining lifetime as MQTT 5 message expiry.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -22,7 +31,8 @@ from paho.mqtt.properties import Properties
 
 from daemon.gallery.record import PersonRecord
 from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings
+from daemon.sync.broker import BrokerSettings, ConnectionState
+from daemon.sync.manifest import MAX_PAGE_BYTES, parse_page, parse_top
 from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
 from daemon.sync.signing import Trust
 
@@ -32,7 +42,26 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 
 
-class MqttLink:
+def drain(q: queue.SimpleQueue) -> list:
+    """Everything queued so far (by paho's thread), oldest first, without waiting."""
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The broker's answer to one of our QoS 1 messages."""
+
+    mid: int
+    topic: str
+    refused: str | None = None   # the MQTT 5 reason code when the broker refused it (e.g. its ACL)
+
+
+class MqttLink(ConnectionState):
     """Connects in the background and keeps reconnecting (with backoff) until stop()."""
 
     def __init__(self, *, broker: BrokerSettings, site: str, device_id: str, model_id: str,
@@ -48,19 +77,23 @@ class MqttLink:
         self.trust = trust
         self.keepalive_s = keepalive_s
         self.status_topic = topics.status_topic(site, device_id)
-        # Only this model's person records (another model's encodings are useless here and
-        # must not replace ours), and every tombstone.
-        self.filters = (topics.enroll_filter(site, model_id), topics.revoke_filter(site))
-        self.connected = False
-        self.connect_count = 0               # successful connections so far (the main thread watches it)
-        self.last_error: str | None = None
+        # This model's manifest first (Mosquitto sends retained messages filter by filter, so
+        # records then find their manifest already there), then only this model's person
+        # records (another model's encodings are useless here and must not replace ours),
+        # and every tombstone.
+        self.filters = (*topics.manifest_filters(site, model_id), topics.enroll_filter(site, model_id),
+                        topics.revoke_filter(site))
         self.subscribed = threading.Event()  # set once the enrollment subscriptions are acknowledged
         self.last_record_at = 0.0            # time.monotonic() of the last enrollment message
         self.rejected: Counter[str] = Counter()  # reason code -> refused enrollment messages
+        self.manifest_rejected: Counter[str] = Counter()  # the same for manifest tops and pages
         self._records: queue.SimpleQueue[PersonRecord] = queue.SimpleQueue()
-        self._acks: deque[int] = deque()     # mids the broker acknowledged
-        self._lock = threading.Lock()        # guards `rejected` only
-        self._stopping = False
+        self._manifests: queue.SimpleQueue = queue.SimpleQueue()  # ManifestTop or (sha256, entries) of a page
+        self._acks: deque[tuple[int, object]] = deque()  # (mid, reason code) the broker answered
+        self._lock = threading.Lock()        # guards the counters, _topics, _expiring and _expired
+        self._topics: dict[int, str] = {}    # mid -> topic of our messages not yet answered
+        self._expiring: dict[int, tuple[float, Properties]] = {}  # mid -> (wall-clock deadline, its properties)
+        self._expired: list[int] = []        # mids taken out of paho's queue, past their deadline
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"facegate-{site}-{device_id}",
                              protocol=mqtt.MQTTv5)
@@ -69,6 +102,7 @@ class MqttLink:
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         # QoS 1 messages published while disconnected wait here and go out on reconnect.
         client.max_queued_messages_set(max_queued)
+        self._max_packet = max(max_payload_bytes(embedding_size), MAX_PAGE_BYTES) + 4096
         broker.configure(client)  # credentials and TLS
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -83,16 +117,16 @@ class MqttLink:
     # ---- lifecycle (main thread) ----
     def start(self) -> None:
         """Connect in the background; returns at once even if the broker is down."""
-        # MQTT 5: the broker must not send us packets larger than the biggest valid record,
-        # so an oversized payload is dropped before it reaches this process at all.
+        # MQTT 5: the broker must not send us packets larger than the biggest valid record
+        # or manifest page, so an oversized payload is dropped before it reaches this process.
         connect = Properties(PacketTypes.CONNECT)
-        connect.MaximumPacketSize = max_payload_bytes(self.embedding_size) + 4096
+        connect.MaximumPacketSize = self._max_packet
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s, properties=connect)
         self._client.loop_start()
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish "offline" (a clean disconnect does not fire the Last Will), then disconnect."""
-        self._stopping = True
+        self.stopping = True
         if self.connected:
             info = self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             try:
@@ -116,58 +150,97 @@ class MqttLink:
         return self.subscribed.is_set()
 
     # ---- main-thread API ----
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
-        """QoS 1 publish, queued by paho if we are disconnected. Returns the message id
-        (see take_acks) or None if paho's queue is full."""
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=self._json)
+    def publish(self, topic: str, payload: bytes, retain: bool = False, expires_at: float | None = None) -> int | None:
+        """QoS 1 publish, queued by paho if we are disconnected. With ``expires_at`` (wall
+        clock) it is never sent after that time, and carries the time left as its MQTT 5
+        message expiry. Returns the message id (see take_acks, take_expired) or None if
+        paho's queue is full."""
+        properties = self._json
+        if expires_at is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # its own: the expiry is updated on reconnect
+            properties.ContentType = "application/json"
+            properties.MessageExpiryInterval = max(1, math.ceil(expires_at - time.time()))
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             return None
+        with self._lock:
+            self._topics[info.mid] = topic
+            if expires_at is not None:
+                self._expiring[info.mid] = (expires_at, properties)
         return info.mid
 
-    def take_acks(self) -> list[int]:
-        """Message ids the broker has acknowledged since the last call."""
+    def take_acks(self) -> list[Ack]:
+        """The broker's answers since the last call. A refusal is logged here, naming the
+        topic and the likely cause."""
         acks = []
         while self._acks:
-            acks.append(self._acks.popleft())
+            mid, reason = self._acks.popleft()
+            with self._lock:
+                topic = self._topics.pop(mid, "?")
+                self._expiring.pop(mid, None)
+            refused = str(reason) if getattr(reason, "is_failure", False) else None
+            if refused:
+                log.error("the broker refused our message to %s: %s. %s", topic, refused, self.refusal_hint())
+            acks.append(Ack(mid, topic, refused))
         return acks
+
+    def refusal_hint(self) -> str:
+        return (f"Under the shipped ACL a device may write only facegate/{self.site}/device/<its user name>/..., "
+                f"and its user name is its client certificate's CN (or its MQTT user name), which must equal "
+                f"device.id ({self.device_id!r})")
+
+    def take_expired(self) -> list[int]:
+        """Message ids taken out of paho's queue because they expired before they could be sent."""
+        with self._lock:
+            expired, self._expired = self._expired, []
+            for mid in expired:
+                self._topics.pop(mid, None)
+        return expired
+
+    def take_manifests(self) -> list:
+        """Verified manifest tops (ManifestTop) and pages ((sha256, entries)), in arrival order."""
+        return drain(self._manifests)
 
     def take_records(self) -> list[PersonRecord]:
         """Validated enrollment records received since the last call, in arrival order."""
-        records = []
-        while True:
-            try:
-                records.append(self._records.get_nowait())
-            except queue.Empty:
-                return records
+        return drain(self._records)
 
     def rejected_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.rejected)
 
+    def manifest_rejected_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.manifest_rejected)
+
     # ---- paho callbacks (network thread): validate and queue, never raise ----
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.last_error = f"broker {self.broker.describe()} refused the connection: {reason_code}"
-            log.error("%s", self.last_error)
+        if not self._accepted(reason_code):
             return
-        log.info("connected to MQTT broker %s", self.broker.describe())
+        self._drop_expired(client)
         self.connected = True
         self.connect_count += 1
         # Subscribing here (not once after connect) re-subscribes after every reconnect.
         client.subscribe([(f, 1) for f in self.filters])
-        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        info = client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        with self._lock:
+            self._topics[info.mid] = self.status_topic
 
-    def _on_connect_fail(self, client, userdata) -> None:
-        tls = (" (or the TLS handshake failed: check mqtt.tls_ca_file, the client certificate and the "
-               "broker's host name)") if self.broker.tls else ""
-        self.last_error = f"cannot reach MQTT broker {self.broker.describe()}{tls}"
-        log.warning("%s; retrying", self.last_error)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connected = False
-        if not self._stopping:
-            self.last_error = f"disconnected from MQTT broker {self.broker.describe()}: {reason_code}"
-            log.warning("%s; reconnecting", self.last_error)
+    def _drop_expired(self, client: mqtt.Client) -> None:
+        """Runs in on_connect, before paho re-sends its queue: take out what has expired and
+        give the rest its remaining lifetime. paho has no public call for this; its queue is
+        ``_out_messages`` under ``_out_message_mutex`` (paho 2.x, pinned in pyproject)."""
+        now = time.time()
+        with client._out_message_mutex, self._lock:
+            queued = client._out_messages
+            for mid, (deadline, properties) in list(self._expiring.items()):
+                if mid not in queued:
+                    del self._expiring[mid]
+                elif deadline <= now:
+                    del queued[mid], self._expiring[mid]
+                    self._expired.append(mid)
+                else:
+                    properties.MessageExpiryInterval = max(1, math.ceil(deadline - now))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
@@ -179,9 +252,7 @@ class MqttLink:
         self.subscribed.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused message %d: %s", mid, reason_code)
-        self._acks.append(mid)
+        self._acks.append((mid, reason_code))  # logged by take_acks, which knows the topic
 
     def _on_message(self, client, userdata, message) -> None:
         self.last_record_at = time.monotonic()
@@ -191,6 +262,9 @@ class MqttLink:
             except UnicodeDecodeError:
                 self._reject(BAD_TOPIC, "topic is not UTF-8")
                 return
+            if topic.split("/")[2:3] == [topics.MANIFEST]:
+                self._handle_manifest(topic, message.payload)
+                return
             record = self.handle(topic, message.payload)
         except Exception:  # a bug must not kill paho's thread and with it all syncing
             with self._lock:
@@ -199,6 +273,22 @@ class MqttLink:
             return
         if record is not None:
             self._records.put(record)
+
+    def _handle_manifest(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            log.info("manifest topic cleared: %s", topic[:200])
+            return
+        try:
+            if topic == topics.manifest_topic(self.site, self.model_id):
+                item: object = parse_top(topic, payload, self.site, self.model_id, trust=self.trust)
+            else:
+                item = parse_page(topic, payload, self.site, self.model_id)
+        except RecordError as exc:
+            with self._lock:
+                self.manifest_rejected[exc.reason] += 1
+            log.warning("ignored manifest message: %s", exc)
+            return
+        self._manifests.put(item)
 
     def handle(self, topic: str, payload: bytes) -> PersonRecord | None:
         """Validate one enrollment message: the record, or None (logged and counted)."""
