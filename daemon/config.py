@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from daemon.events.homeassistant import prefix_error
+from daemon.events.homeassistant import DEFAULT_PREFIX, prefix_error
 from daemon.sync.topics import valid_name
 
 SOURCE_KINDS = ("replay", "opencv", "picamera2")
@@ -169,7 +169,7 @@ class HomeAssistantConfig:
                                 "an event entity for unlocks and unknown faces, the last person, camera ok "
                                 "and diagnostics from health. false = publish none (to remove a door already "
                                 "discovered, delete the device in Home Assistant, which clears its configs).")
-    discovery_prefix: str = doc("homeassistant", "Home Assistant's discovery prefix (its MQTT integration's "
+    discovery_prefix: str = doc(DEFAULT_PREFIX, "Home Assistant's discovery prefix (its MQTT integration's "
                                                  "setting); the broker's ACL must let the door write "
                                                  "<prefix>/+/<device.id>/+/config.")
 

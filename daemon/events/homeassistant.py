@@ -12,8 +12,9 @@ door already publishes (docs/mqtt.md#home-assistant):
 Availability is the door's status topic (``online``, and ``offline`` as its Last Will). The
 configs carry no names, encodings or photos: the templates read names from the unlock events
 at run time. The node level is the device id alone so that a Mosquitto ACL can grant each door
-its own configs with ``%u`` (config/mosquitto/facegate.acl). Everything here is pure;
-daemon/sync/link.py publishes the messages on every connection.
+its own configs with ``%u`` (config/mosquitto/facegate.acl). The builders are pure;
+``door_messages`` adapts a Config, and daemon/sync/link.py publishes the messages on every
+connection.
 """
 
 from __future__ import annotations
