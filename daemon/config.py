@@ -24,6 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from daemon.events.homeassistant import DEFAULT_PREFIX, prefix_error
 from daemon.sync.topics import valid_name
 
 SOURCE_KINDS = ("replay", "opencv", "picamera2")
@@ -162,6 +163,18 @@ class MqttConfig:
 
 
 @dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery: the door appears there as a device (docs/mqtt.md#home-assistant)."""
+    discovery: bool = doc(True, "With mqtt.host set, publish retained discovery configs on every connection: "
+                                "an event entity for unlocks and unknown faces, the last person, camera ok "
+                                "and diagnostics from health. false = publish none (to remove a door already "
+                                "discovered, delete the device in Home Assistant, which clears its configs).")
+    discovery_prefix: str = doc(DEFAULT_PREFIX, "Home Assistant's discovery prefix (its MQTT integration's "
+                                                 "setting); the broker's ACL must let the door write "
+                                                 "<prefix>/+/<device.id>/+/config.")
+
+
+@dataclass
 class EnrollmentConfig:
     """Who may enroll people: records must be signed by the enrollment server's key."""
     public_key: str = doc("", "The enrollment server's Ed25519 public key (PEM, from `facegate keygen`); the "
@@ -205,6 +218,7 @@ class Config:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     enrollment: EnrollmentConfig = field(default_factory=EnrollmentConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -310,6 +324,8 @@ def validate(cfg: Config) -> Config:
                                       f"got {getattr(ev, key)})")
     _check(not (mq.host and cfg.gallery.photos), "gallery.photos seeds a door that has no broker; with mqtt.host "
            "set, people are enrolled with `facegate enroll` and only those the site manifest lists are recognised")
+    problem = prefix_error(cfg.homeassistant.discovery_prefix)
+    _check(problem is None, f"homeassistant.discovery_prefix {problem}")
     en, sv = cfg.enrollment, cfg.server
     _check(en.on_expired_manifest in ON_EXPIRED_MANIFEST, "enrollment.on_expired_manifest must be one of "
            f"{', '.join(ON_EXPIRED_MANIFEST)} (got {en.on_expired_manifest!r})")

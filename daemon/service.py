@@ -196,6 +196,7 @@ class Service:
         if not cfg.broker_configured or cfg.events.stdout:
             self.sinks.append(StdoutSink(self._stdout))
         if cfg.broker_configured:
+            from daemon.events import homeassistant
             from daemon.events.mqtt import MqttEventSink
             from daemon.events.outbox import Outbox
             from daemon.sync.broker import BrokerSettings
@@ -213,7 +214,8 @@ class Service:
                                  device_id=cfg.device.id, model_id=self.model_id,
                                  embedding_size=self.encoder.info.embedding_size, trust=trust,
                                  keepalive_s=m.keepalive_s, reconnect_min_s=m.reconnect_min_s,
-                                 reconnect_max_s=m.reconnect_max_s, max_queued=m.max_queued_events)
+                                 reconnect_max_s=m.reconnect_max_s, max_queued=m.max_queued_events,
+                                 retained=homeassistant.door_messages(cfg))  # HA discovery (issue 11)
             stored = self.gallery.load_manifest(self.model_id)
             self.admission = Admission(self.model_id, Manifest.from_dict(stored) if stored else None, wall=self._wall)
             if stored is None:

@@ -98,7 +98,7 @@ def pki(tmp_path_factory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
     ca = _make_ca(folder, "ca")
     _issue(folder, ca, "broker", server=True)
-    for cn in ("enroll-server", "door1", "door2", "door-controller"):
+    for cn in ("enroll-server", "door1", "door2", "door-controller", "homeassistant"):
         _issue(folder, ca, cn)
     rogue = folder / "rogue"
     rogue.mkdir()
@@ -264,6 +264,37 @@ def test_a_device_cannot_publish_to_another_devices_topics(pki, tls_broker):
         watcher.close()
 
 
+def test_a_door_writes_its_own_discovery_configs_and_home_assistant_reads_them(pki, tls_broker):
+    """Under the shipped ACL a door publishes its Home Assistant discovery configs (node level =
+    its CN) but not another door's; Home Assistant reads them and the topics they name, and may
+    clear them (as it does when a device is deleted in its UI)."""
+    from daemon.events.homeassistant import discovery_messages
+    hass = Client(settings(pki, tls_broker, "homeassistant"), "hass")
+    assert not any(rc.is_failure for rc in hass.subscribe("homeassistant/#") + hass.subscribe(
+        topics.status_topic(SITE, "door1")))
+    configs = discovery_messages("homeassistant", SITE, "door1", health_interval_s=30.0)
+    link = MqttLink(broker=settings(pki, tls_broker, "door1"), site=SITE, device_id="door1", model_id="m1",
+                    embedding_size=128, trust=TEST_TRUST, reconnect_min_s=1, reconnect_max_s=1, retained=configs)
+    link.start()
+    door1 = None
+    try:
+        acks = []
+        assert wait(lambda: acks.extend(link.take_acks()) or len(acks) >= 1 + len(configs)), acks
+        assert [a.topic for a in acks if a.refused] == []
+        assert wait(lambda: set(configs) <= set(hass.messages)), "Home Assistant receives every config"
+        assert wait(lambda: (topics.status_topic(SITE, "door1"), b"online") in hass.messages)
+
+        door1 = Client(settings(pki, tls_broker, "door1"), "door1-ha")
+        topic, payload = discovery_messages("homeassistant", SITE, "door2", health_interval_s=30.0)[0]
+        assert door1.publish(topic, payload, retain=True).is_failure, "a door must not write another's configs"
+        assert not hass.publish(configs[0][0], b"", retain=True).is_failure, "Home Assistant may clear a config"
+    finally:
+        link.stop()
+        for client in (door1, hass):
+            if client is not None:
+                client.close()
+
+
 def test_a_device_cannot_enroll_or_revoke_anyone(pki, tls_broker):
     """Even a stolen door certificate cannot write the enrollment topics (and the
     signature would stop a forged record anyway)."""
@@ -378,3 +409,6 @@ def test_an_event_the_acl_refuses_is_kept_counted_and_logged_with_its_topic(pki,
     refused = topics.event_topic(SITE, "door1")
     assert f"refused our message to {refused}" in caplog.text
     assert "CN" in caplog.text and "must equal device.id ('door1')" in caplog.text
+    # Its Home Assistant discovery configs (node door1) are refused too, with their own hint.
+    assert "refused our message to homeassistant/event/door1/facegate_hq_recognition/config" in caplog.text
+    assert "or set homeassistant.discovery = false" in caplog.text

@@ -1,4 +1,5 @@
-"""The device's one MQTT connection: enrollment sync in, events/status/health out.
+"""The device's one MQTT connection: enrollment sync in, events/status/health (and the
+retained Home Assistant discovery configs) out.
 
 Threads: paho's network thread runs the callbacks below and only validates and queues;
 the daemon's main thread takes the queued records, manifests and acknowledgements
@@ -22,6 +23,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -66,7 +68,7 @@ class MqttLink(ConnectionState):
 
     def __init__(self, *, broker: BrokerSettings, site: str, device_id: str, model_id: str,
                  embedding_size: int, trust: Trust, keepalive_s: int = 30, reconnect_min_s: int = 1,
-                 reconnect_max_s: int = 30, max_queued: int = 1000):
+                 reconnect_max_s: int = 30, max_queued: int = 1000, retained: Sequence[tuple[str, bytes]] = ()):
         if not topics.valid_model_id(model_id):
             raise ValueError(f"model id {model_id!r} cannot be an MQTT topic level "
                              "(1-128 letters, digits, '_', '.', '-')")
@@ -77,6 +79,9 @@ class MqttLink(ConnectionState):
         self.trust = trust
         self.keepalive_s = keepalive_s
         self.status_topic = topics.status_topic(site, device_id)
+        # Published retained after "online" on every connection (Home Assistant discovery configs),
+        # so a broker that lost its retained messages gets them back at the next reconnect.
+        self.retained = tuple(retained)
         # This model's manifest first (Mosquitto sends retained messages filter by filter, so
         # records then find their manifest already there), then only this model's person
         # records (another model's encodings are useless here and must not replace ours),
@@ -180,11 +185,15 @@ class MqttLink(ConnectionState):
                 self._expiring.pop(mid, None)
             refused = str(reason) if getattr(reason, "is_failure", False) else None
             if refused:
-                log.error("the broker refused our message to %s: %s. %s", topic, refused, self.refusal_hint())
+                log.error("the broker refused our message to %s: %s. %s", topic, refused, self.refusal_hint(topic))
             acks.append(Ack(mid, topic, refused))
         return acks
 
-    def refusal_hint(self) -> str:
+    def refusal_hint(self, topic: str = "") -> str:
+        if topic in {t for t, _ in self.retained}:
+            return (f"The broker's ACL must let this door write its Home Assistant discovery configs "
+                    f"(<prefix>/+/{self.device_id}/+/config, as in config/mosquitto/facegate.acl), "
+                    f"or set homeassistant.discovery = false")
         return (f"Under the shipped ACL a device may write only facegate/{self.site}/device/<its user name>/..., "
                 f"and its user name is its client certificate's CN (or its MQTT user name), which must equal "
                 f"device.id ({self.device_id!r})")
@@ -225,6 +234,10 @@ class MqttLink(ConnectionState):
         info = client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         with self._lock:
             self._topics[info.mid] = self.status_topic
+        for topic, payload in self.retained:
+            info = client.publish(topic, payload, qos=1, retain=True, properties=self._json)
+            with self._lock:
+                self._topics[info.mid] = topic
 
     def _drop_expired(self, client: mqtt.Client) -> None:
         """Runs in on_connect, before paho re-sends its queue: take out what has expired and
