@@ -2,7 +2,7 @@
 # Ablation: the same 500-step budget (batch 64, seed 0) for each loss alone and combined,
 # scored on held-out LFW folds 7-8. Two runs at a time, one thread each.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 COMMON="--data ../shared/data/lfw --data ../shared/data/celeba_subset --data ../shared/data/kz_faces \
  --pairs ../shared/data/lfw_pairs_dev.txt --holdout-folds 7,8 --steps 500 --eval-every 500 \
  --checkpoint-every 250 --workers 1 --threads 1"
@@ -10,5 +10,4 @@ run() { name=$1; shift; .venv/bin/model-build --no-progress --cache-dir cache tr
 run distill --losses distill=1 & run relational --losses relational=1 & wait
 run triplet --losses triplet-semi-hard=1 & run combo --losses distill=1,relational=4,triplet-semi-hard=0.5 & wait
 run distill-rel --losses distill=1,relational=4 & \
-  (while ! grep -q "kz_faces" /tmp/label_mbf.done 2>/dev/null; do sleep 30; done; \
-   run combo-mbf --teacher mbf --losses distill=1,relational=4,triplet-semi-hard=0.5) & wait
+  run combo-mbf --teacher mbf --losses distill=1,relational=4,triplet-semi-hard=0.5 & wait
