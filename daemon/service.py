@@ -281,6 +281,9 @@ class Service:
             embeddings = self.encoder.embed(np.stack(outcome.crops))
             t = self._lap("embed", t)
             outcome.results = self.matcher.match_many(embeddings)
+            if log.isEnabledFor(logging.DEBUG):  # -v: why each face did or did not match
+                for i, (embedding, result) in enumerate(zip(embeddings, outcome.results), 1):
+                    log.debug("face %d/%d: %s", i, len(embeddings), self.matcher.explain(embedding, result))
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in outcome.results)
         # ---- liveness hook (issue 11): measure only faces that matched (or just matched) someone ----
