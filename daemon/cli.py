@@ -45,6 +45,7 @@ def _cmd_embed(args) -> int:
 # `facegate run` flags -> config keys; a flag given on the command line wins over the file.
 RUN_OVERRIDES = {
     "replay": "source.path", "fps": "source.fps", "loop": "source.loop", "camera": "source.device",
+    "realtime": "source.realtime",
     "gallery_photos": "gallery.photos", "state_dir": "device.state_dir", "device_id": "device.id",
     "site": "device.site", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "model": "model.path",
     "backend": "model.backend", "liveness": "liveness.mode",
@@ -77,12 +78,18 @@ def _cmd_run(args) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    # A camera may come back; a recording named on the command line (or one that --once is
+    # waiting to finish) will not: fail now instead of retrying forever.
     if cfg.source.kind == "replay" and (args.replay is not None or args.once):
-        # A camera may come back; a replay named on the command line (or one that --once is
-        # waiting to finish) will not: fail now instead of retrying forever.
         from daemon.frames.replay import list_images
         if not Path(cfg.source.path).is_dir() or not list_images(Path(cfg.source.path)):
             log.error("replay folder not found or without images: %s", cfg.source.path)
+            return 2
+    if cfg.source.kind == "opencv" and (args.camera is not None or args.once):
+        from daemon.frames.opencv import OpenCVSource
+        video = OpenCVSource(cfg.source.device)
+        if video.kind == "file" and not Path(video.device).is_file():
+            log.error("video file not found: %s", video.device)
             return 2
     if cfg.gallery.photos and not Path(cfg.gallery.photos).is_dir():
         log.error("gallery photos folder not found: %s", cfg.gallery.photos)
@@ -429,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, metavar="N", help="replay speed in frames per second (0 = as fast as possible)")
     p.add_argument("--loop", action="store_true", default=None, help="replay: start again at the end")
     p.add_argument("--once", action="store_true", help="exit when the replay (or video file) ends")
+    p.add_argument("--realtime", action="store_true", default=None,
+                   help="play a --camera video file at its own frame rate, so that voting and cooldowns "
+                        "behave as with a camera (default: as fast as it decodes)")
     p.add_argument("--gallery-photos", metavar="DIR",
                    help="enroll people from DIR/<person_id>/*.jpg at start (folder name = person id)")
     p.add_argument("--state-dir", metavar="DIR", help="where the gallery and the event outbox are kept")
