@@ -52,6 +52,7 @@ def test_the_end_of_a_video_is_logged_and_health_shows_the_source_idle(tmp_path,
         running = ServiceThread(service)  # without --once: the daemon stays up after the end
         try:
             assert running.wait_until(lambda s: s.health()["source"]["idle"], timeout=60)
+            time.sleep(1.0)  # the idle loop reads the source again every 0.2 s
             assert service.counters.frames == 4
             health = service.health()
             assert health["source"]["idle"] and health["source"]["name"] == f"video file {tmp_path / 'door.avi'}"
