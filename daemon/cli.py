@@ -23,16 +23,18 @@ def _cmd_embed(args) -> int:
             result = embed_image(path, encoder)
         except ImageError as exc:
             failures += 1
-            record = {"image": path, "error": str(exc), "faces": [], "embedding": None}
+            # The message names the file already.
+            record, message = {"image": path, "error": str(exc), "faces": [], "embedding": None}, str(exc)
         else:
             record = {"image": path, **result.to_dict()}
             if result.embedding is None:
                 failures += 1
                 record["error"] = "no face found"
-        if args.json:
+                message = f"{path}: no face found"
+        if args.json:  # errors too: one record per image, in order
             print(json.dumps({"model_id": encoder.info.model_id, **record}), flush=True)
         elif record.get("error"):
-            print(f"{path}: {record['error']}")
+            print(message, file=sys.stderr, flush=True)
         else:
             best = record["faces"][0]
             print(f"{path}: {len(record['faces'])} face(s); chosen box={best['box']} "
@@ -43,6 +45,7 @@ def _cmd_embed(args) -> int:
 # `facegate run` flags -> config keys; a flag given on the command line wins over the file.
 RUN_OVERRIDES = {
     "replay": "source.path", "fps": "source.fps", "loop": "source.loop", "camera": "source.device",
+    "realtime": "source.realtime",
     "gallery_photos": "gallery.photos", "state_dir": "device.state_dir", "device_id": "device.id",
     "site": "device.site", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "model": "model.path",
     "backend": "model.backend", "liveness": "liveness.mode",
@@ -75,12 +78,18 @@ def _cmd_run(args) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    # A camera may come back; a recording named on the command line (or one that --once is
+    # waiting to finish) will not: fail now instead of retrying forever.
     if cfg.source.kind == "replay" and (args.replay is not None or args.once):
-        # A camera may come back; a replay named on the command line (or one that --once is
-        # waiting to finish) will not: fail now instead of retrying forever.
         from daemon.frames.replay import list_images
         if not Path(cfg.source.path).is_dir() or not list_images(Path(cfg.source.path)):
             log.error("replay folder not found or without images: %s", cfg.source.path)
+            return 2
+    if cfg.source.kind == "opencv" and (args.camera is not None or args.once):
+        from daemon.frames.opencv import OpenCVSource
+        video = OpenCVSource(cfg.source.device)
+        if video.kind == "file" and not Path(video.device).is_file():
+            log.error("video file not found: %s", video.device)
             return 2
     if cfg.gallery.photos and not Path(cfg.gallery.photos).is_dir():
         log.error("gallery photos folder not found: %s", cfg.gallery.photos)
@@ -350,8 +359,8 @@ def _add_server_options(p, out_help: str | None) -> None:
     p.add_argument("--config", metavar="PATH", help="TOML config: [device] site, [mqtt] broker and TLS, "
                                                    "[enrollment] signing_key (see docs/security.md)")
     p.add_argument("--site", metavar="SITE", help="site whose devices receive the records")
-    p.add_argument("--mqtt-host", metavar="HOST")
-    p.add_argument("--mqtt-port", type=int, metavar="PORT")
+    p.add_argument("--mqtt-host", metavar="HOST", help="MQTT broker (mqtt.host)")
+    p.add_argument("--mqtt-port", type=int, metavar="PORT", help="MQTT broker port (mqtt.port)")
     p.add_argument("--signing-key", metavar="PATH", help="Ed25519 private key from `facegate keygen`")
     p.add_argument("--state-dir", metavar="DIR", help="the enrollment store's folder (server.state_dir, "
                                                       "default /var/lib/facegate-server)")
@@ -365,7 +374,7 @@ def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipp
     from daemon.enroll.gate import PhotoGate
     g = PhotoGate()
     p.add_argument("--model", metavar="PATH", help=model_help, required=model_required)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"])
+    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
     p.add_argument("--min-face-px", type=float, default=g.min_face_px, metavar="PX",
                    help=f"shorter side of the face box (default {g.min_face_px:.0f})")
     p.add_argument("--min-sharpness", type=float, default=g.min_blur, metavar="V",
@@ -379,19 +388,42 @@ def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipp
                         f"someone else's (default {g.consistency_threshold})")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("facegate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+BACKEND_HELP = "where the encoder runs: cpu, or edgetpu (a Coral USB or PCIe accelerator; docs/deploy-pi.md)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    verbose_help = "debug logging (with `run`: one line per face, why it matched or not)"
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    # Its own action (parents share theirs): SUPPRESS, so a subcommand without -v keeps `facegate -v CMD`'s.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("embed", help="detect faces in images and print the chosen face's embedding")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"])
+    def add_parser(name, **kwargs):
+        return sub.add_parser(name, parents=[verbose], **kwargs)
+
+    p = add_parser("embed", help="detect faces in images and print the chosen face's embedding",
+                   description="Print, for each image, the faces found and the embedding of the largest "
+                               "(--json: one JSON object per image on stdout, errors included). Problems "
+                               "with an image go to stderr; the exit status is 1 when no image gave an "
+                               "embedding.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, BMP, WebP, TIFF or PNM files")
+    p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
+    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.set_defaults(func=_cmd_embed)
 
-    p = sub.add_parser(
+    p = add_parser(
         "run", help="run the door daemon (camera -> recognition -> unlock events)",
         description="Run the door daemon. With a config file: facegate run --config /etc/facegate/facegate.toml. "
                     "Without one (no broker: unlock events are JSON lines on stdout, logs on stderr): "
@@ -404,29 +436,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, metavar="N", help="replay speed in frames per second (0 = as fast as possible)")
     p.add_argument("--loop", action="store_true", default=None, help="replay: start again at the end")
     p.add_argument("--once", action="store_true", help="exit when the replay (or video file) ends")
+    p.add_argument("--realtime", action="store_true", default=None,
+                   help="play a --camera video file at its own frame rate, so that voting and cooldowns "
+                        "behave as with a camera (default: as fast as it decodes)")
     p.add_argument("--gallery-photos", metavar="DIR",
                    help="enroll people from DIR/<person_id>/*.jpg at start (folder name = person id)")
     p.add_argument("--state-dir", metavar="DIR", help="where the gallery and the event outbox are kept")
-    p.add_argument("--device-id", metavar="ID")
-    p.add_argument("--site", metavar="SITE")
+    p.add_argument("--device-id", metavar="ID", help="this door's id in topics and events (device.id)")
+    p.add_argument("--site", metavar="SITE", help="the site whose enrollment records it takes (device.site)")
     p.add_argument("--mqtt-host", metavar="HOST", help="MQTT broker (default: none, events on stdout)")
-    p.add_argument("--mqtt-port", type=int, metavar="PORT")
+    p.add_argument("--mqtt-port", type=int, metavar="PORT", help="MQTT broker port (mqtt.port)")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", choices=["cpu", "edgetpu"])
+    p.add_argument("--backend", choices=["cpu", "edgetpu"], help=BACKEND_HELP + " (model.backend)")
     p.add_argument("--liveness", choices=["off", "blink", "passive", "both"],
                    help="presentation-attack check (default: the config's liveness.mode; see docs/security.md)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("keygen", help="create the enrollment server's Ed25519 signing key pair")
+    p = add_parser("keygen", help="create the enrollment server's Ed25519 signing key pair",
+                   description="Create the Ed25519 key pair that signs enrollment records and site "
+                               "manifests. The private key stays on the enrollment server "
+                               "(enrollment.signing_key); the public key goes to every door "
+                               "(enrollment.public_key). See docs/security.md.")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="writes DIR/enroll-signing.key (mode 600) and DIR/enroll-signing.pub")
     p.set_defaults(func=_cmd_keygen)
 
-    p = sub.add_parser("enroll", help="enroll a person from one or more photos (signed, retained record)",
+    p = add_parser("enroll", help="enroll a person from one or more photos (signed, retained record)",
                        description="Check each photo (exactly one face, large, sharp, confident, consistent "
                                    "with the other photos), embed the good ones with the devices' model and "
                                    "publish the signed person record to the site's enrollment topic.")
-    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="photos of the person, one face each")
     p.add_argument("--person-id", required=True, metavar="ID", help="1-64 of A-Z a-z 0-9 _ . -")
     p.add_argument("--name", required=True, metavar="NAME", help="display name in unlock events")
     p.add_argument("--keep-photos", metavar="DIR", help="keep the accepted photos in DIR/<person_id>/ for "
@@ -435,13 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p, "dry run: write the signed record to this file instead of publishing it")
     p.set_defaults(func=_cmd_enroll)
 
-    p = sub.add_parser("remove", help="revoke a person on every device (signed, retained tombstone)")
-    p.add_argument("person_id", metavar="ID")
+    p = add_parser("remove", help="revoke a person on every device (signed, retained tombstone)",
+                   description="Revoke a person: store and publish a signed tombstone that makes every door "
+                               "erase their encodings and refuse any older record of them, and clear their "
+                               "retained records from the broker.")
+    p.add_argument("person_id", metavar="ID", help="the person id given to `facegate enroll`")
     p.add_argument("--keep-photos", metavar="DIR", help="also delete the person's kept photos in DIR")
     _add_server_options(p, "dry run: write the signed tombstone to this file instead of publishing it")
     p.set_defaults(func=_cmd_remove)
 
-    p = sub.add_parser("list", help="show the site's current records and tombstones (from the store)")
+    p = add_parser("list", help="show the site's current records and tombstones (from the store)",
+                   description="Show the site's current records and tombstones, with each one's version, "
+                               "model and signature check; from the enrollment store, or with --broker what "
+                               "the broker holds. -v adds when each was last updated.")
     p.add_argument("--public-key", metavar="PATH", help="verify signatures with this public key "
                                                        "(default: enrollment.public_key, or the signing key's)")
     p.add_argument("--broker", action="store_true", help="show what the broker holds instead of the store")
@@ -449,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p, None)
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("server", help="run the enrollment server: keep the broker in step with the store and "
+    p = add_parser("server", help="run the enrollment server: keep the broker in step with the store and "
                                       "sign the site manifest on a schedule",
                        description="Publish the store's records, tombstones and signed manifests (retained) after "
                                    "every connection, repair any retained message that differs from the store, and "
@@ -457,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p, None)
     p.set_defaults(func=_cmd_server)
 
-    p = sub.add_parser("reembed", help="re-enroll everyone from kept photos for a new model",
+    p = add_parser("reembed", help="re-enroll everyone from kept photos for a new model",
                        description="Publish a new record for the new model id for every person kept with "
                                    "--keep-photos. Old-model records stay: devices keep working until they "
                                    "get the new model.")
@@ -471,9 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Logs go to stderr so stdout stays machine-readable (embeddings, events).
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from daemon.logs import configure
+    configure(args.verbose)
     from daemon.enroll.client import BrokerError
     from daemon.images import ImageError
     from daemon.runtime import ModelError

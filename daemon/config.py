@@ -65,6 +65,8 @@ class SourceConfig:
     path: str = doc("", "replay: folder of images, played in name order.")
     fps: float = doc(10.0, "replay: frames per second (0 = as fast as possible).")
     loop: bool = doc(False, "replay: start again at the end instead of stopping.")
+    realtime: bool = doc(False, "opencv video file: play it at its own frame rate, so that voting and "
+                                "cooldowns behave as with a camera (false: as fast as it decodes).")
     width: int = doc(640, "opencv camera / picamera2: requested capture width in pixels.")
     height: int = doc(480, "opencv camera / picamera2: requested capture height in pixels.")
     retry_max_s: float = doc(30.0, "A failing camera or stream is reopened after 0.5 s, doubling up to this.")

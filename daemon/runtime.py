@@ -5,6 +5,11 @@ TensorFlow is never imported here: the runtime must fit a Raspberry Pi.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,30 +32,60 @@ def _interpreter_module():
     return mod
 
 
+# Printed once per process by LiteRT's C++ logger, which has no switch; it says nothing a user can act on.
+NATIVE_NOISE = (b"Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: tuple[bytes, ...] = NATIVE_NOISE):
+    """Catch what C++ code writes to file descriptor 2 while the block runs, then pass
+    on every line except the ``noise`` ones (nothing else is lost)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().splitlines(keepends=True):
+                if not any(n in line for n in noise):
+                    os.write(2, line)
+
+
 def load_interpreter(model_path: str | Path, num_threads: int = 1, delegates=None):
-    """Create an interpreter for a .tflite file, with a clear error if it is missing."""
+    """Create an interpreter for a .tflite file, with its tensors allocated (a caller
+    that resizes an input allocates again), and a clear error if it is missing."""
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     mod = _interpreter_module()
     try:
-        return mod.Interpreter(model_path=str(path), num_threads=num_threads,
-                               experimental_delegates=delegates)
-    except ValueError as exc:
+        interpreter = mod.Interpreter(model_path=str(path), num_threads=num_threads,
+                                      experimental_delegates=delegates)
+        with native_stderr_filtered():  # the first allocation applies XNNPACK and announces it
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load model {path}: {exc}") from exc
+    return interpreter
 
 
 def load_edgetpu_delegate(library: str = "libedgetpu.so.1"):
     """The Coral Edge TPU delegate, or a ModelError that says what to install."""
     mod = _interpreter_module()
     try:
+        # Loaded here first: when load_delegate() itself finds no library, its half-built
+        # Delegate prints an AttributeError traceback from __del__ at exit.
+        ctypes.CDLL(library)
         return mod.load_delegate(library)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(
             f"Edge TPU delegate '{library}' could not be loaded ({exc}). Install the Coral "
             "runtime (apt install libedgetpu1-std from the Coral apt repository), plug in the "
             "Edge TPU, and use an encoder compiled with edgetpu_compiler; or set "
-            "embedder backend = \"cpu\"."
+            "backend = \"cpu\" in [model] (--backend cpu)."
         ) from exc
 
 

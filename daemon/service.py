@@ -188,7 +188,7 @@ class Service:
         if s.kind == "replay":
             return open_source("replay", path=s.path, fps=s.fps or 1.0, loop=s.loop, realtime=s.fps > 0)
         if s.kind == "opencv":
-            return open_source("opencv", device=s.device, size=(s.width, s.height))
+            return open_source("opencv", device=s.device, size=(s.width, s.height), realtime=s.realtime)
         return open_source("picamera2", size=(s.width, s.height))
 
     def _start_events(self, state_dir: Path) -> None:
@@ -281,6 +281,9 @@ class Service:
             embeddings = self.encoder.embed(np.stack(outcome.crops))
             t = self._lap("embed", t)
             outcome.results = self.matcher.match_many(embeddings)
+            if log.isEnabledFor(logging.DEBUG):  # -v: why each face did or did not match
+                for i, (embedding, result) in enumerate(zip(embeddings, outcome.results), 1):
+                    log.debug("face %d/%d: %s", i, len(embeddings), self.matcher.explain(embedding, result))
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in outcome.results)
         # ---- liveness hook (issue 11): measure only faces that matched (or just matched) someone ----
@@ -501,6 +504,7 @@ class Service:
                        "refused": self.mqtt_sink.refused if self.mqtt_sink else 0,
                        "withheld_unlocks": c.withheld_unlocks},
             "source": {"name": src.name if src else None, "healthy": bool(src and src.healthy),
+                       "idle": bool(src and src.ended),  # a video file or replay at its end
                        "reopen_count": src.reopen_count if src else 0,
                        "last_error": src.last_error if src else None},
             "broker": {"connected": bool(self.link and self.link.connected)} if self.link else None,
@@ -519,7 +523,8 @@ class Service:
 
     def _publish_health(self) -> None:
         health = self.health()
-        source = "camera ok" if health["source"]["healthy"] else f"camera down: {health['source']['last_error']}"
+        source = ("source idle: end of the recording" if health["source"]["idle"] else "camera ok"
+                  if health["source"]["healthy"] else f"camera down: {health['source']['last_error']}")
         systemd.notify(f"STATUS={health['fps']} fps, {health['gallery']['persons']} people, {source}")
         log.debug("health %s", health)
         if self.link is not None and self.link.connected:

@@ -126,3 +126,21 @@ def test_agrees_with_brute_force_on_random_galleries(seed):
     assert (single.status, single.person_id) == (results[0].status, results[0].person_id)
     assert single.distance == pytest.approx(results[0].distance, abs=1e-5)
     assert len(statuses) >= 2  # the data exercise more than one branch
+
+
+def test_explain_says_why_a_face_matched_or_not_with_the_margin_to_the_next_person():
+    """`facegate run -v` logs this per face: the answer to "why didn't it recognise me"."""
+    a, b, stranger = unit_vectors(3, seed=7)
+    m = matcher([record("alice", [a, near(a, 0.2, seed=8)]), record("bob", [b])], threshold=0.9, margin=0.05)
+    face = near(a, 0.3, seed=9)
+    d_alice = min(np.linalg.norm(face - a), np.linalg.norm(face - near(a, 0.2, seed=8)))
+    line = m.explain(face, m.match(face))
+    assert line == (f"match alice: distance {d_alice:.3f} <= threshold 0.900; next bob at "
+                    f"{np.linalg.norm(face - b):.3f}, margin {np.linalg.norm(face - b) - d_alice:.3f} "
+                    "(a match needs >= 0.050)")
+    r = m.match(stranger)
+    assert m.explain(stranger, r).startswith(f"unknown {r.person_id}: distance {r.distance:.3f} > threshold 0.900; "
+                                             "next ")
+    alone = matcher([record("alice", [a])])
+    assert alone.explain(face, alone.match(face)).endswith("; no second person in the gallery")
+    assert matcher([]).explain(face, matcher([]).match(face)) == "unknown: the gallery is empty"

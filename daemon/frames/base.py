@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +21,27 @@ class Frame:
     index: int          # 0, 1, 2 ... counted by the source since open()
     timestamp: float    # wall-clock seconds (time.time()) when the frame was captured
     source: str         # the source's name, for logs
+
+
+class Pacer:
+    """Hands out a recording's frames at ``fps`` (0: as fast as they are read), so that
+    voting and cooldowns see the same timing as from a live camera."""
+
+    def __init__(self, fps: float):
+        self.fps = float(fps)
+        self._next_due = time.monotonic()
+
+    def wait(self) -> None:
+        """Sleep until the next frame is due."""
+        if self.fps <= 0:
+            return
+        now = time.monotonic()
+        if now < self._next_due:
+            time.sleep(self._next_due - now)
+            now = self._next_due
+        # Scheduled from the later of plan and reality, so a slow reader gets an even
+        # pace afterwards rather than a burst of catch-up frames.
+        self._next_due = max(self._next_due, now) + 1.0 / self.fps
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
-from daemon.frames.base import Frame, FrameSource, SourceError
+from daemon.frames.base import Frame, FrameSource, Pacer, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,11 @@ class OpenCVSource(FrameSource):
     stream URL (anything with ``://``), or a video file path. ``size`` and ``fps`` are
     requests to a camera; the driver picks its nearest mode and frames are not resized.
     A video file ends with None; a camera or stream that gives no frame raises SourceError.
+    A video file is read as fast as it decodes, or with ``realtime`` at its own frame rate.
     """
 
     def __init__(self, device: int | str | os.PathLike, size: tuple[int, int] | None = None,
-                 fps: float | None = None, timeout: float = 10.0):
+                 fps: float | None = None, timeout: float = 10.0, realtime: bool = False):
         if isinstance(device, os.PathLike):
             device = os.fspath(device)
         if isinstance(device, str) and not device.strip():
@@ -47,6 +48,7 @@ class OpenCVSource(FrameSource):
         self.size = size
         self.fps = fps
         self.timeout = timeout  # seconds to connect to / wait on a network stream
+        self.realtime = realtime
         if isinstance(device, int) or device.startswith("/dev/"):
             self.kind = "camera"
             self.name = f"camera {device}"
@@ -58,6 +60,7 @@ class OpenCVSource(FrameSource):
             self.name = f"video file {device}"
         self._capture: cv2.VideoCapture | None = None
         self._index = 0
+        self._pacer = Pacer(0.0)
 
     def open(self) -> None:
         self.close()
@@ -75,9 +78,15 @@ class OpenCVSource(FrameSource):
             self._configure_camera(capture)
         self._capture = capture
         self._index = 0
-        log.info("%s opened: %dx%d at %.3g fps", self.name,
-                 int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                 capture.get(cv2.CAP_PROP_FPS))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        paced = self.kind == "file" and self.realtime
+        if paced and not fps > 0:
+            log.warning("%s does not say its frame rate; playing it at 25 fps", self.name)
+            fps = 25.0
+        self._pacer = Pacer(fps if paced else 0.0)
+        log.info("%s opened: %dx%d at %.3g fps%s", self.name, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps,
+                 "" if self.kind != "file" else ", played in real time" if paced else ", read as fast as it decodes")
 
     def _create_capture(self) -> cv2.VideoCapture:
         if self.kind == "stream":
@@ -110,6 +119,7 @@ class OpenCVSource(FrameSource):
             if self.kind == "file":
                 return None
             raise SourceError(f"{self.name} returned no frame")
+        self._pacer.wait()
         frame = Frame(image=image, index=self._index, timestamp=time.time(), source=self.name)
         self._index += 1
         return frame

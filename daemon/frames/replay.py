@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from daemon.frames.base import Frame, FrameSource, SourceError
+from daemon.frames.base import Frame, FrameSource, Pacer, SourceError
 from daemon.images import ImageError, load_image
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ReplaySource(FrameSource):
         self._position = 0          # next file in self._files
         self._frames_this_pass = 0  # to notice a folder in which nothing is readable
         self._index = 0
-        self._next_due = 0.0        # time.monotonic() at which the next frame may be returned
+        self._pacer = Pacer(0.0)
 
     def open(self) -> None:
         if not self.path.is_dir():
@@ -64,7 +64,7 @@ class ReplaySource(FrameSource):
                               f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         self._files = files
         self._position = self._frames_this_pass = self._index = 0
-        self._next_due = time.monotonic()
+        self._pacer = Pacer(self.fps if self.realtime else 0.0)
         log.info("%s: %d images at %s%s", self.name, len(files),
                  f"{self.fps:.3g} fps" if self.realtime else "full speed", ", looping" if self.loop else "")
 
@@ -87,20 +87,10 @@ class ReplaySource(FrameSource):
                 log.warning("%s: skipping %s", self.name, exc)
                 continue
             self._frames_this_pass += 1
-            self._wait_for_turn()
+            self._pacer.wait()
             frame = Frame(image=image, index=self._index, timestamp=time.time(), source=self.name)
             self._index += 1
             return frame
-
-    def _wait_for_turn(self) -> None:
-        now = time.monotonic()
-        if self.realtime and now < self._next_due:
-            time.sleep(self._next_due - now)
-            now = self._next_due
-        if self.realtime:
-            # Schedule from the later of plan and reality, so a slow reader gets an even
-            # pace afterwards rather than a burst of catch-up frames.
-            self._next_due = max(self._next_due, now) + 1.0 / self.fps
 
     def close(self) -> None:
         self._files = None

@@ -57,6 +57,8 @@ class ResilientSource(FrameSource):
         self.last_error: str | None = None   # kept after recovery, for status pages
         self.healthy = False                 # True once a frame has been read since the last failure
         self.down_since: float | None = None  # clock() at the first failure of the current outage
+        self.frames = 0                      # frames read, in all
+        self.ended = False                   # a recording (video file, replay) reached its end: idle
 
     @property
     def closed(self) -> bool:
@@ -97,6 +99,10 @@ class ResilientSource(FrameSource):
                 self._record_failure(exc)
                 continue
             if frame is None:
+                if not self.ended:
+                    log.info("%s: end of the recording after %d frame(s); no more frames will come",
+                             self.name, self.frames)
+                    self.ended = True
                 return None
             self._record_frame()
             return frame
@@ -139,6 +145,8 @@ class ResilientSource(FrameSource):
         self.failures = 0
         self.down_since = None
         self.healthy = True
+        self.ended = False
+        self.frames += 1
 
     def _close_source(self) -> None:
         self._is_open = False

@@ -118,3 +118,20 @@ class Matcher:
             return MatchResult(AMBIGUOUS, index.person_ids[best], best_distance,
                                index.person_ids[int(index.row_person[row])], float(_distance(sims[row])))
         return MatchResult(MATCH, index.person_ids[best], best_distance)
+
+    def explain(self, query: np.ndarray, result: MatchResult) -> str:
+        """One line on why ``result`` came out as it did: the distance to the nearest person
+        against the threshold, and the margin to the second-nearest person. It looks at the
+        whole gallery again, so it is for debug logs only."""
+        if result.person_id is None:
+            return "unknown: the gallery is empty"
+        index = self.index
+        distances = _distance(np.asarray(query, np.float32) @ index.matrix_t)
+        others = index.row_person != index.person_ids.index(result.person_id)
+        relation = ">" if result.status == UNKNOWN else "<="
+        line = f"{result.status} {result.person_id}: distance {result.distance:.3f} {relation} threshold {self.threshold:.3f}"
+        if not others.any():
+            return line + "; no second person in the gallery"
+        second = int(np.argmin(np.where(others, distances, np.inf)))
+        return (line + f"; next {index.person_ids[int(index.row_person[second])]} at {distances[second]:.3f}, "
+                f"margin {float(distances[second]) - result.distance:.3f} (a match needs >= {self.margin:.3f})")
