@@ -77,3 +77,40 @@ def test_embed_check_needs_cosine_0999_and_the_same_faces(tmp_path):
     assert check.main(["embed", x86, _jsonl(tmp_path / "twofaces", [rec(e, 2)])]) == 1
     assert check.main(["embed", x86, _jsonl(tmp_path / "model", [rec(e, model="n")])]) == 1
     assert check.main(["embed", x86, _jsonl(tmp_path / "empty", [])]) == 1
+
+
+FAKE_DOOR = """
+import json, sys, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, site, door, person, state = sys.argv[1:]
+c = mqtt.Client(CallbackAPIVersion.VERSION2)
+c.connect("127.0.0.1", int(port))
+c.loop_start()
+base = f"facegate/{site}/device/{door}"
+event = {"event": "unlock", "person_id": person, "device_id": door, "site": site}
+health = {"device_id": door, "gallery": {"persons": 3}, "manifest": {"state": state},
+          "events": {"unlock": 1, "pending": 0}, "frames": 15, "records": {"rejected": {}}}
+c.publish(base + "/event", json.dumps(event), qos=1).wait_for_publish(5)
+c.publish(base + "/health", json.dumps(health), qos=1, retain=True).wait_for_publish(5)
+c.disconnect()
+c.loop_stop()
+"""
+
+
+def test_mqtt_check_needs_the_x86_unlock_and_a_fresh_health_record(tmp_path, broker):
+    """The door is faked here (a script that publishes what a door would); the real one is the
+    arm64 daemon in ci/arm64-smoke."""
+    import sys
+    check = _checker()
+    script = tmp_path / "door.py"
+    script.write_text(FAKE_DOOR)
+    expect = _jsonl(tmp_path / "x86", [_unlock("kofi")])
+
+    def run(site, person, state):
+        return check.main(["mqtt", "--port", str(broker.port), "--site", site, "--device", "d1", "--expect", expect,
+                           "--enrolled", "3", "--", sys.executable, str(script), str(broker.port), site, "d1",
+                           person, state])
+
+    assert run("s1", "kofi", "fresh") == 0
+    assert run("s2", "arnold", "fresh") == 1, "a different person unlocked"
+    assert run("s3", "kofi", "none") == 1, "the door had no manifest"
