@@ -1,13 +1,16 @@
 """Checks for ci/arm64-smoke, run on the host (x86) with the host's venv.
 
-    demo  X86_JSONL ARM64_JSONL      the same people unlock, in the same order, and someone does
+    demo  X86_JSONL ARM64_JSONL      the same people unlock (and someone does), no one else
     embed X86_JSONL ARM64_JSONL      `facegate embed --json` agrees: same faces, cosine >= 0.999
     mqtt  --port P --site S --device D --expect X86_JSONL --enrolled N -- COMMAND...
           subscribe to the door's topics on the broker, run COMMAND (the arm64 door), then
           require its unlock events to be the x86 demo's and its health record to say so
 
 Nothing here knows the model's numbers: every expectation comes from the x86 run of the
-same commit in the same CI run. Exit status 0 = pass, 1 = the check failed, 2 = usage.
+same commit in the same CI run. Who unlocks is compared, not how often: the cooldown after
+an unlock (decision.cooldown_s) runs on the wall clock, and emulation is so much slower per
+frame that a cooldown which spans the rest of the demo on x86 can end before the replay does.
+Exit status 0 = pass, 1 = the check failed, 2 = usage.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def check_demo(args) -> int:
     print(f"unlocks on x86: {x86}; on arm64: {arm}")
     if not x86:
         return fail("the x86 demo unlocked nobody, so there is nothing to compare against")
-    if arm != x86:
-        return fail(f"arm64 unlocked {arm}, x86 unlocked {x86}")
+    if set(arm) != set(x86):
+        return fail(f"arm64 unlocked {sorted(set(arm))}, x86 unlocked {sorted(set(x86))}")
     return 0
 
 
@@ -123,7 +126,7 @@ def check_mqtt(args) -> int:
                 return json.loads(received["health"][-1]) if received["health"] else None
 
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (len(unlock_ids(events())) < len(expected) or last_health() is None):
+        while time.monotonic() < deadline and (set(unlock_ids(events())) < set(expected) or last_health() is None):
             time.sleep(0.1)
         time.sleep(1.0)  # anything else would arrive now
         got, health = unlock_ids(events()), last_health()
@@ -135,8 +138,8 @@ def check_mqtt(args) -> int:
     failures = 0
     if not expected:
         failures += fail("the x86 demo unlocked nobody, so there is nothing to compare against")
-    if got != expected:
-        failures += fail(f"the arm64 door published unlocks {got}, expected {expected}")
+    if set(got) != set(expected):
+        failures += fail(f"the arm64 door published unlocks of {sorted(set(got))}, expected {sorted(set(expected))}")
     for e in events():
         if e.get("device_id") != args.device or e.get("site") != args.site:
             failures += fail(f"event from the wrong door: {e}")
@@ -148,7 +151,7 @@ def check_mqtt(args) -> int:
                "frames": health["frames"], "records.rejected": health["records"]["rejected"]}
     print(f"health record: {json.dumps(summary)}")
     wanted = {"device_id": args.device, "gallery.persons": args.enrolled, "manifest.state": "fresh",
-              "events.unlock": len(expected), "events.pending": 0, "records.rejected": {}}
+              "events.unlock": len(got), "events.pending": 0, "records.rejected": {}}
     for key, value in wanted.items():
         if summary[key] != value:
             failures += fail(f"health {key} = {summary[key]!r}, expected {value!r}")

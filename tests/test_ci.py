@@ -58,6 +58,7 @@ def test_demo_check_needs_the_same_unlocks_and_at_least_one(tmp_path):
     assert check.main(["demo", x86, _jsonl(tmp_path / "same", [_unlock("a")])]) == 0
     assert check.main(["demo", x86, _jsonl(tmp_path / "other", [_unlock("b")])]) == 1
     assert check.main(["demo", x86, _jsonl(tmp_path / "more", [_unlock("a"), _unlock("b")])]) == 1
+    assert check.main(["demo", x86, _jsonl(tmp_path / "twice", [_unlock("a"), _unlock("a")])]) == 0, "cooldown: wall clock"
     assert check.main(["demo", x86, _jsonl(tmp_path / "none", [])]) == 1
     nobody = _jsonl(tmp_path / "nobody", [])
     assert check.main(["demo", nobody, nobody]) == 1, "nothing to compare is not a pass"
