@@ -1,7 +1,7 @@
 """Checks for ci/arm64-smoke, run on the host (x86) with the host's venv.
 
     demo  X86_JSONL ARM64_JSONL      the same people unlock (and someone does), no one else
-    embed X86_JSONL ARM64_JSONL      `facegate embed --json` agrees: same faces, cosine >= 0.999
+    embed X86_JSONL ARM64_JSONL      `facegate embed --json` agrees: same faces, cosine >= 0.995
     mqtt  --port P --site S --device D --expect X86_JSONL --enrolled N -- COMMAND...
           subscribe to the door's topics on the broker, run COMMAND (the arm64 door), then
           require its unlock events to be the x86 demo's and its health record to say so
@@ -24,7 +24,11 @@ import threading
 import time
 import uuid
 
-MIN_COSINE = 0.999
+# The int8 encoder's kernels round differently on x86 and aarch64 (XNNPACK picks other
+# int8 paths): measured cosine 0.998-0.9993 between the two for the same crop, while the
+# float model agrees to 1e-7. 0.995 leaves room for that and still fails a changed crop
+# (a match needs far more: the FAR 1e-3 threshold is a cosine of about 0.44).
+MIN_COSINE = 0.995
 
 
 def fail(message: str) -> int:

@@ -64,7 +64,7 @@ def test_demo_check_needs_the_same_unlocks_and_at_least_one(tmp_path):
     assert check.main(["demo", nobody, nobody]) == 1, "nothing to compare is not a pass"
 
 
-def test_embed_check_needs_cosine_0999_and_the_same_faces(tmp_path):
+def test_embed_check_needs_cosine_0995_and_the_same_faces(tmp_path):
     check = _checker()
     e = [1.0, 0.0, 0.0, 0.0]
 
@@ -72,8 +72,8 @@ def test_embed_check_needs_cosine_0999_and_the_same_faces(tmp_path):
         return {"image": "a.jpg", "model_id": model, "faces": [{}] * faces, "embedding": embedding}
 
     x86 = _jsonl(tmp_path / "x86", [rec(e)])
-    assert check.main(["embed", x86, _jsonl(tmp_path / "close", [rec([1.0, 0.04, 0.0, 0.0])])]) == 0
-    assert check.main(["embed", x86, _jsonl(tmp_path / "far", [rec([1.0, 0.05, 0.0, 0.0])])]) == 1  # cos 0.99875
+    assert check.main(["embed", x86, _jsonl(tmp_path / "close", [rec([1.0, 0.09, 0.0, 0.0])])]) == 0  # cos 0.99597
+    assert check.main(["embed", x86, _jsonl(tmp_path / "far", [rec([1.0, 0.11, 0.0, 0.0])])]) == 1  # cos 0.99400
     assert check.main(["embed", x86, _jsonl(tmp_path / "noface", [rec(None, 0)])]) == 1
     assert check.main(["embed", x86, _jsonl(tmp_path / "twofaces", [rec(e, 2)])]) == 1
     assert check.main(["embed", x86, _jsonl(tmp_path / "model", [rec(e, model="n")])]) == 1
