@@ -83,7 +83,7 @@ def _training_set(args, cfg, excluded: set[str]):
     from model_build.data.distill import distill_set
     from model_build.data.views import ViewConfig
     from model_build.losses.combine import parse_spec
-    from model_build.loss_names import METRIC_LOSS_NAMES
+    from model_build.losses.names import METRIC_LOSS_NAMES
     from model_build.train import TrainingSet
     needs_identities = cfg.identities_per_batch if set(parse_spec(cfg.losses)) & set(METRIC_LOSS_NAMES) else 0
     views = ViewConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.views.items()})
@@ -94,15 +94,24 @@ def _training_set(args, cfg, excluded: set[str]):
     return TrainingSet.from_parts(parts, excluded, needs_identities)
 
 
+def train_config(args):
+    """The TrainConfig of `model-build train` flags."""
+    from model_build.data.views import ViewConfig
+    from model_build.train_config import TrainConfig
+    return TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
+                       margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
+                       unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
+                       checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
+
+
 def cmd_train(args) -> int:
     if args.threads:  # before TensorFlow starts its thread pools
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from model_build.data.datasets import DatasetError
-    from model_build.data.views import ViewConfig
     from model_build.evaluators.pairs import people_in_folds
     from model_build.teachers import TeacherError, get_teacher
-    from model_build.train import TrainConfig, train
+    from model_build.train import train
 
     run_dir = Path(args.run_dir)
     protocol = _protocol(args.pairs)
@@ -110,10 +119,7 @@ def cmd_train(args) -> int:
     if holdout and protocol is None:
         raise SystemExit("error: --holdout-folds needs --pairs")
     excluded = people_in_folds(protocol, holdout) if holdout else set()
-    cfg = TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
-                      margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
-                      unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
+    cfg = train_config(args)
     try:
         teacher_info = get_teacher(cfg.teacher).info
         data = _training_set(args, cfg, excluded)
@@ -355,7 +361,7 @@ def cmd_train_liveness(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from model_build.data.views import ViewConfig
-    from model_build.loss_names import LOSS_NAMES
+    from model_build.losses.names import LOSS_NAMES
     from model_build.teachers import TEACHER_NAMES
     from model_build.train_config import TrainConfig
 
