@@ -179,7 +179,12 @@ def test_evaluate_reports_lfw_protocol_and_writes_report(tiny_run, tmp_path, cap
                              "--out", str(report), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["pairs"]["n_pairs"] == 8 and summary["pairs"]["folds"] == [1, 2]
-    assert 0.0 <= summary["pairs"]["accuracy"]["accuracy_mean"] <= 1.0
+    # The figures are the evaluation's own (tests/test_evaluate_cli.py checks them against the
+    # encoder run by hand): four pairs per fold, the mean of the folds, the same in report.json.
+    acc = summary["pairs"]["accuracy"]
+    assert set(acc["fold_accuracies"]) <= {0.0, 0.25, 0.5, 0.75, 1.0} and acc["fold_sizes"] == [4, 4]
+    assert acc["accuracy_mean"] == pytest.approx(np.mean(acc["fold_accuracies"]))
+    assert json.loads((report / "report.json").read_text())["accuracy"] == acc
     assert [row["far"] for row in summary["all_vs_all"]["tar_at_far"]] == [1e-2, 1e-3, 1e-4]
     assert summary["calibration"]["target_far"] == 1e-3
     for name in ("report.md", "report.json", "roc.png", "distances.png"):
