@@ -135,7 +135,7 @@ def warnings(summary: dict) -> list[str]:
 
 
 def write_evaluation_report(ev: Evaluation, out_dir: str | Path, title: str) -> dict:
-    """report.md / report.json / roc.png / distances.png for an evaluation."""
+    """report.md / report.json / roc.png / distances.png for an evaluation (its warnings too)."""
     if len(ev.pair_distances):
         d, s = ev.pair_distances, ev.pair_same
         summary = {**ev.summary["pairs"], "all_vs_all": ev.summary["all_vs_all"],
@@ -144,6 +144,8 @@ def write_evaluation_report(ev: Evaluation, out_dir: str | Path, title: str) -> 
         d, s = ev.all_distances, ev.all_same
         summary = verification_summary(d, s, fars=REPORT_FARS)
         summary.update({"all_vs_all": ev.summary["all_vs_all"], "calibration": ev.summary["calibration"]})
+    if ev.summary["warnings"]:
+        summary["warnings"] = ev.summary["warnings"]
     far, tar, _ = roc_curve(d, s)
     same_d, diff_d = split_distances(d, s)
     return write_report(summary, out_dir, same_d, diff_d, roc=(far, tar), title=title)

@@ -67,7 +67,8 @@ def test_the_summary_names_failed_pairs_and_warns_when_they_dominate(tmp_path, e
     # Three of four pairs of each kind name a grey image: they fail.
     fold = ([(A, 1, 2), (A, 1, 4), (B, 2, 5), (B, 4, 5)], [(A, 1, B, 1), (A, 4, B, 2), (A, 3, B, 5), (A, 5, B, 4)])
     pairs = write_pairs(tmp_path / "pairs.txt", fold, fold)
-    assert evaluate(tmp_path, "--model", str(encoder_model), "--data", str(data), "--pairs", str(pairs)) == 1
+    assert evaluate(tmp_path, "--model", str(encoder_model), "--data", str(data), "--pairs", str(pairs),
+                    "--out", str(tmp_path / "report")) == 1
     out = capsys.readouterr().out
     assert "without an embedding in the folder: 4 (no face), 0 (unreadable)" in out
     assert "pairs: 16; failed: 12 (6 same, 6 different; counted as rejected)" in out
@@ -75,6 +76,7 @@ def test_the_summary_names_failed_pairs_and_warns_when_they_dominate(tmp_path, e
     # 9 different pairs among the six faces of two people: FAR 1e-2 and below cannot be measured.
     assert "warning: FAR 0.0001, 0.001, 0.01 below 1/9" in out
     assert "pairs failed" in caplog.text and "below 1/9" in caplog.text  # and on stderr
+    assert "- 12 of 16 pairs failed" in (tmp_path / "report" / "report.md").read_text()  # and in the report
 
 
 def test_evaluate_scores_the_pairs_it_was_given(tmp_path, encoder_model, face_fixtures, capsys):

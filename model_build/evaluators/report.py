@@ -302,6 +302,8 @@ def _render_extra(key: str, value: Any) -> list[str]:
             for r in rows:
                 out.append(f"| {_fmt_far(r.get('far'))} | {_fmt(r.get('tar'))} | {_fmt(r.get('threshold'))} | {_fmt(r.get('achieved_far'), 6)} |")
             out.append("")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        out += [f"- {v}" for v in value] + [""]
     else:
         out += [f"{_fmt(value) if isinstance(value, float) else value}", ""]
     return out
