@@ -24,6 +24,10 @@ log = logging.getLogger("model_build")
 DEFAULT_CACHE = "cache"
 
 
+class UsageError(ValueError):
+    """Arguments that name something unusable: one line on stderr, exit status 2."""
+
+
 def _folds(text: str | None) -> list[int] | None:
     """'7,8' -> [6, 7] (0-based)."""
     if not text:
@@ -45,7 +49,7 @@ def _protocol(pairs: str | None):
 def _run_info(run_dir: Path) -> dict:
     path = run_dir / "run.json"
     if not path.is_file():
-        raise SystemExit(f"error: {run_dir} is not a training run (no run.json); run 'model-build train' first")
+        raise UsageError(f"{run_dir} is not a training run (no run.json); run 'model-build train' first")
     return json.loads(path.read_text())
 
 
@@ -74,7 +78,7 @@ def _root_for_pairs(run: dict, protocol) -> str:
     for root in run["data"]:
         if all((Path(root) / p.path_a).is_file() for p in protocol.pairs[:20]):
             return root
-    raise SystemExit("error: none of the --data folders holds the images named in the pairs file")
+    raise UsageError("none of the --data folders holds the images named in the pairs file")
 
 
 def _training_set(args, cfg, excluded: set[str]):
@@ -83,7 +87,7 @@ def _training_set(args, cfg, excluded: set[str]):
     from model_build.data.distill import distill_set
     from model_build.data.views import ViewConfig
     from model_build.losses.combine import parse_spec
-    from model_build.loss_names import METRIC_LOSS_NAMES
+    from model_build.losses.names import METRIC_LOSS_NAMES
     from model_build.train import TrainingSet
     needs_identities = cfg.identities_per_batch if set(parse_spec(cfg.losses)) & set(METRIC_LOSS_NAMES) else 0
     views = ViewConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.views.items()})
@@ -94,26 +98,32 @@ def _training_set(args, cfg, excluded: set[str]):
     return TrainingSet.from_parts(parts, excluded, needs_identities)
 
 
+def train_config(args):
+    """The TrainConfig of `model-build train` flags."""
+    from model_build.data.views import ViewConfig
+    from model_build.train_config import TrainConfig
+    return TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
+                       margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
+                       unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
+                       checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
+
+
 def cmd_train(args) -> int:
     if args.threads:  # before TensorFlow starts its thread pools
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from model_build.data.datasets import DatasetError
-    from model_build.data.views import ViewConfig
     from model_build.evaluators.pairs import people_in_folds
     from model_build.teachers import TeacherError, get_teacher
-    from model_build.train import TrainConfig, train
+    from model_build.train import train
 
     run_dir = Path(args.run_dir)
     protocol = _protocol(args.pairs)
     holdout = args.holdout_folds or []
     if holdout and protocol is None:
-        raise SystemExit("error: --holdout-folds needs --pairs")
+        raise UsageError("--holdout-folds needs --pairs")
     excluded = people_in_folds(protocol, holdout) if holdout else set()
-    cfg = TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
-                      margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
-                      unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
+    cfg = train_config(args)
     try:
         teacher_info = get_teacher(cfg.teacher).info
         data = _training_set(args, cfg, excluded)
@@ -140,6 +150,8 @@ def _embed_fn(model_path: Path, flip_average: bool = False):
 
     flip_average: also embed the mirrored crop and average, as the runtime does for
     models exported with it (Keras models are always scored plain)."""
+    if not model_path.exists():
+        raise UsageError(f"model not found: {model_path}")
     if model_path.suffix == ".tflite":
         from daemon.embeddings.litert import open_encoder
         encoder = open_encoder(model_path, flip_average=flip_average)
@@ -153,7 +165,7 @@ def _embed_fn(model_path: Path, flip_average: bool = False):
 def cmd_evaluate(args) -> int:
     from daemon.embeddings.card import flip_average_of
     from model_build.data.datasets import align_folder
-    from model_build.evaluate import evaluate, write_evaluation_report
+    from model_build.evaluate import evaluate, mostly_failed, write_evaluation_report
 
     embed, size = _embed_fn(Path(args.model), flip_average_of(args.model))
     data = align_folder(args.data, size, args.cache_dir, not args.no_progress)
@@ -167,12 +179,20 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
-    return 0
+    for warning in summary["warnings"]:
+        log.warning("%s", warning)
+    return 1 if mostly_failed(summary) else 0  # the figures printed are the data's, not the model's
 
 
 def _print_summary(s: dict) -> None:
+    skipped = s["skipped_images"]
+    print(f"images embedded: {s['n_images']} ({s['n_people']} people); without an embedding in the folder: "
+          f"{skipped['no_face']} (no face), {skipped['unreadable']} (unreadable)")
     if "pairs" in s:
-        acc = s["pairs"]["accuracy"]
+        acc, failed = s["pairs"]["accuracy"], s["pairs"]["failures"]
+        print(f"pairs: {s['pairs']['n_pairs']}; failed: {failed['n_failed_pairs']} ({failed['n_failed_same']} same, "
+              f"{failed['n_failed_different']} different; counted as rejected), naming {failed['n_failed_images']} "
+              "images without an embedding")
         print(f"LFW-protocol accuracy: {acc['accuracy_mean']:.4f} ± {acc['accuracy_std']:.4f} "
               f"over folds {s['pairs']['folds']} ({s['pairs']['n_pairs']} pairs)")
         print(f"ROC AUC: {s['pairs']['auc']:.4f}   EER: {s['pairs']['eer']:.4f}")
@@ -181,6 +201,8 @@ def _print_summary(s: dict) -> None:
               f"all-vs-all over {s['n_images']} images)")
     c = s["calibration"]
     print(f"calibrated match threshold @ FAR={c['target_far']:g}: {c['threshold']:.4f}")
+    for warning in s["warnings"]:
+        print(f"warning: {warning}")
 
 
 def cmd_export(args) -> int:
@@ -307,7 +329,7 @@ def cmd_train_liveness(args) -> int:
 
     unknown = sorted(set(args.train + args.test) - set(DATASETS))
     if unknown:
-        raise SystemExit(f"error: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
     cfg = PadTrainConfig(input_size=args.input_size, width=args.width, epochs=args.epochs, seed=args.seed,
                          learning_rate=args.lr, min_steps=args.min_steps)
     try:
@@ -355,7 +377,7 @@ def cmd_train_liveness(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from model_build.data.views import ViewConfig
-    from model_build.loss_names import LOSS_NAMES
+    from model_build.losses.names import LOSS_NAMES
     from model_build.teachers import TEACHER_NAMES
     from model_build.train_config import TrainConfig
 
@@ -394,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="face-verification figures of a model on a dataset")
+    e = sub.add_parser("evaluate", help="face-verification figures of a model on a dataset",
+                       epilog="Exit status 1 when most pairs failed (an image without a face): the figures "
+                              "are then the data's, not the model's.")
     e.add_argument("--model", required=True, help=".tflite, .keras, or a run directory")
     e.add_argument("--data", required=True, help="folder-per-identity dataset")
     e.add_argument("--pairs", help="LFW-format pairs file")
@@ -446,7 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    from daemon.runtime import ModelError
+    from model_build.data.datasets import DatasetError
+    try:
+        return args.func(args)
+    except (UsageError, DatasetError, ModelError, FileNotFoundError) as exc:
+        # As `facegate`: bad input is one line and exit 2; -v adds the traceback.
+        log.error("%s", exc, exc_info=args.verbose)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from model_build.data.datasets import FaceDataset
+from model_build.data.datasets import DatasetError, FaceDataset
 from model_build.evaluators import (
     all_pairs_distances,
     pair_distances,
@@ -72,10 +72,14 @@ def evaluate(embed: EmbedFn, data: FaceDataset, protocol: PairsProtocol | None,
         pairs, people = [], set(data.names)
     index, labels = _subset(data, people)
     if len(index) < 2:
-        raise ValueError("no evaluation images: none of the protocol's people were found in the dataset")
+        raise DatasetError("no evaluation images: none of the protocol's people were found in the dataset")
     emb = _embed_in_chunks(embed, data.crops[index], progress)
     position = {data.paths[i]: k for k, i in enumerate(index)}
-    summary: dict = {"n_images": int(len(index)), "n_people": len(set(labels.tolist()))}
+    if not np.any(np.bincount(labels) >= 2) or len(set(labels.tolist())) < 2:
+        raise DatasetError(f"{data.source}: all-vs-all needs two or more people, one of them with two or more "
+                           "images with a face (one image per person gives no same-person pairs)")
+    summary: dict = {"n_images": int(len(index)), "n_people": len(set(labels.tolist())),
+                     "skipped_images": {"unreadable": data.skipped.unreadable, "no_face": data.skipped.no_face}}
 
     pd = ps = np.zeros(0)
     if pairs:
@@ -102,11 +106,36 @@ def evaluate(embed: EmbedFn, data: FaceDataset, protocol: PairsProtocol | None,
     tar, threshold, achieved = tar_at_far(ad, as_, target_far)
     summary["calibration"] = {"target_far": target_far, "threshold": float(threshold),
                               "tar": float(tar), "achieved_far": float(achieved)}
+    summary["warnings"] = warnings(summary)
     return Evaluation(summary, pd, ps, ad, as_)
 
 
+def mostly_failed(summary: dict) -> bool:
+    """More than half of the protocol's pairs failed (an image without a face): the LFW figures
+    then measure the detector and the data, not the encoder."""
+    pairs = summary.get("pairs")
+    return bool(pairs) and pairs["failures"]["n_failed_pairs"] * 2 > pairs["n_pairs"]
+
+
+def warnings(summary: dict) -> list[str]:
+    """What makes an evaluation's figures untrustworthy, in words."""
+    found = []
+    pairs = summary.get("pairs")
+    if mostly_failed(summary):
+        found.append(f"{pairs['failures']['n_failed_pairs']} of {pairs['n_pairs']} pairs failed (an image without "
+                     "a face or missing): the figures measure the detector and the data, not the encoder")
+    n_diff = summary["all_vs_all"]["n_different"]
+    fars = sorted({summary["calibration"]["target_far"], *(r["far"] for r in summary["all_vs_all"]["tar_at_far"])})
+    coarse = [far for far in fars if far * n_diff < 1]
+    if coarse:
+        found.append(f"FAR {', '.join(f'{f:g}' for f in coarse)} below 1/{n_diff} (one false accept among "
+                     f"{n_diff} impostor pairs): met only by accepting no impostor, so TAR and threshold "
+                     "there are not measured")
+    return found
+
+
 def write_evaluation_report(ev: Evaluation, out_dir: str | Path, title: str) -> dict:
-    """report.md / report.json / roc.png / distances.png for an evaluation."""
+    """report.md / report.json / roc.png / distances.png for an evaluation (its warnings too)."""
     if len(ev.pair_distances):
         d, s = ev.pair_distances, ev.pair_same
         summary = {**ev.summary["pairs"], "all_vs_all": ev.summary["all_vs_all"],
@@ -115,6 +144,8 @@ def write_evaluation_report(ev: Evaluation, out_dir: str | Path, title: str) -> 
         d, s = ev.all_distances, ev.all_same
         summary = verification_summary(d, s, fars=REPORT_FARS)
         summary.update({"all_vs_all": ev.summary["all_vs_all"], "calibration": ev.summary["calibration"]})
+    if ev.summary["warnings"]:
+        summary["warnings"] = ev.summary["warnings"]
     far, tar, _ = roc_curve(d, s)
     same_d, diff_d = split_distances(d, s)
     return write_report(summary, out_dir, same_d, diff_d, roc=(far, tar), title=title)

@@ -9,8 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
+from daemon.api import face_crops
 from daemon.cli import main as facegate_main
 from daemon.embeddings import DEFAULT_MODEL, load_encoder
+from daemon.images import load_image
 from daemon.runtime import ModelError
 
 
@@ -51,6 +53,32 @@ def test_shipped_model_embeds_unit_vectors_with_its_metadata():
     emb = encoder.embed(crops)
     assert emb.shape == (3, 128)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def _pair_distances(embeddings: np.ndarray, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Distances of every same-person and every different-person pair."""
+    people = np.asarray(people)
+    d = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
+    upper = np.triu_indices(len(people), 1)
+    same = (people[:, None] == people[None])[upper]
+    return d[upper][same], d[upper][~same]
+
+
+def test_shipped_model_puts_the_same_person_closer_than_different_people(encoder_model, face_fixtures):
+    """Discrimination, not just shape: on the fixture photos (four people, six each) a
+    same-person pair is closer than a different-person pair far more often than chance,
+    and on average by a clear margin. An encoder returning noise, a constant, or another
+    image's vector scores ~0.5 and ~0; any usable face model clears both with room."""
+    encoder = load_encoder(encoder_model)
+    photos = sorted(face_fixtures.glob("*/*.jpg"))
+    crops = [face_crops(load_image(p), encoder=encoder)[0].crop for p in photos]
+    same, different = _pair_distances(encoder.embed(np.stack(crops)), [p.parent.name for p in photos])
+    # Mann-Whitney: how often a random same pair is closer than a random different pair.
+    closer = (same[:, None] < different[None]).mean()
+    assert closer > 0.75, f"same pair closer in only {closer:.0%} of comparisons"
+    assert different.mean() - same.mean() > 0.2, (same.mean(), different.mean())
+    # Embedding one at a time gives the batch's vectors (no batch mixing).
+    np.testing.assert_allclose(encoder.embed(crops[5]), encoder.embed(np.stack(crops))[5:6], atol=1e-5)
 
 
 def test_embed_cli_reports_faces_and_errors_per_image(tmp_path, capsys, face_fixtures):

@@ -391,3 +391,33 @@ def test_plot_several_roc_curves(tmp_path):
         curves[name] = (far, tar)
     out = plot_roc_curves(curves, tmp_path / "cmp" / "roc.png", title="comparison", max_points=1000)
     assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_roc_labels_that_would_print_over_each_other_become_one():
+    """FAR<=1e-3 and FAR<=1e-4 met at the same point (docs/model-report/int8/roc.png) used
+    to print on top of each other."""
+    from model_build.evaluators.report import merge_close_labels
+    points = [(0.0, 0.76, "FAR<=1e-03"), (0.0, 0.76, "FAR<=1e-04"), (0.5, 0.87, "FAR<=0.01"),
+              (0.53, 0.9, "EER"), (0.9, 0.9, "")]
+    assert merge_close_labels(points, lambda x, y: (x, y)) == [
+        (0.0, 0.76, "FAR<=1e-03, FAR<=1e-04"), (0.5, 0.87, "FAR<=0.01, EER"), (0.9, 0.9, "")]
+
+
+def test_roc_auc_and_far_thresholds_agree_with_scikit_learn():
+    """The hand-written ROC is kept (it ranks failed pairs, +inf, last, which scikit-learn
+    refuses, and the bench must not need the build extra); scikit-learn is its oracle on a
+    vector with ties."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    same = rng.random(400) < 0.3
+    d = np.round(np.where(same, rng.normal(0.8, 0.2, 400), rng.normal(1.3, 0.2, 400)), 2)  # rounding: ties
+    far, tar, thr = roc_curve(d, same)
+    sk_far, sk_tar, sk_thr = metrics.roc_curve(same, -d, drop_intermediate=False)
+    np.testing.assert_allclose(far, sk_far)
+    np.testing.assert_allclose(tar, sk_tar)
+    np.testing.assert_allclose(thr[1:], -sk_thr[1:])
+    assert roc_auc(far, tar) == pytest.approx(metrics.roc_auc_score(same, -d))
+    for target in (0.01, 0.05, 0.2):
+        ok = sk_far <= target  # the largest threshold whose FAR stays within the target
+        tar_k, threshold, achieved = tar_at_far(d, same, target)
+        assert (tar_k, threshold, achieved) == pytest.approx((sk_tar[ok][-1], -sk_thr[ok][-1], sk_far[ok][-1]))

@@ -609,3 +609,26 @@ def test_each_loss_gets_the_run_options_it_takes():
     for name in ("triplet-semi-hard", "triplet-distance-weighted", "margin", "contrastive"):
         assert get_loss(name, **options).options["margin"] == 0.37, name
     assert get_loss("binary-head", **options).head.embedding_dim == 4
+
+
+def test_the_margin_flag_reaches_the_runs_metric_loss():
+    """`model-build train --margin` -> TrainConfig -> parse_losses -> the loss's own option,
+    for the margin loss too (train.py once picked options by loss-name prefix)."""
+    from model_build.cli import build_parser, train_config
+    from model_build.losses.combine import parse_losses
+    for name in ("margin", "triplet-batch-hard", "contrastive"):
+        args = build_parser().parse_args(["train", "--data", "d", "--run-dir", "r", "--margin", "0.37",
+                                          "--losses", f"distill=1,{name}=0.5"])
+        cfg = train_config(args)
+        mix = parse_losses(cfg.losses, margin=cfg.margin, embedding_size=cfg.embedding_size)
+        assert (mix.metric_name, mix.metric.options["margin"]) == (name, 0.37)
+
+
+def test_loss_names_and_the_command_line_load_without_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys; from model_build.cli import build_parser; build_parser(); "
+            "from model_build.losses import LOSS_NAMES, METRIC_LOSS_NAMES; "
+            "assert 'margin' in METRIC_LOSS_NAMES and 'distill' in LOSS_NAMES; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -64,6 +64,25 @@ def _thin(far: np.ndarray, tar: np.ndarray, max_points: int, x_floor: float) -> 
     return np.unique(np.clip(idx, 0, far.size - 1))
 
 
+def merge_close_labels(points: Sequence[tuple[float, float, str]], to_axes, min_gap: float = 0.06
+                       ) -> list[tuple[float, float, str]]:
+    """Operating points whose labels would print over each other (closer than min_gap of
+    the axes, where ``to_axes(x, y)`` gives axes fractions) become one point with the
+    labels joined: FAR<=1e-4 and FAR<=1e-3 met at the same threshold read
+    "FAR<=1e-04, FAR<=1e-03" instead of a smudge."""
+    merged: list[tuple[float, float, list[str]]] = []
+    for x, y, label in points:
+        ax, ay = to_axes(x, y)
+        for k, (mx, my, labels) in enumerate(merged):
+            bx, by = to_axes(mx, my)
+            if abs(ax - bx) < min_gap * 2 and abs(ay - by) < min_gap:
+                merged[k] = (mx, my, labels + [label])
+                break
+        else:
+            merged.append((x, y, [label]))
+    return [(x, y, ", ".join(dict.fromkeys(label for label in labels if label))) for x, y, labels in merged]
+
+
 def plot_roc_curves(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     path: str | os.PathLike,
@@ -103,19 +122,16 @@ def plot_roc_curves(
             keep = _thin(far, tar, max_points, x_floor)
             far, tar = far[keep], tar[keep]
         (line,) = ax.plot(far, tar, label=name, linewidth=1.5)
-        for ofar, otar, label in (operating_points or {}).get(name, ()):
-            if ofar is None or otar is None:
-                continue
-            ox = ofar if (ofar > 0 or not log_far) else x_floor
+        marks = [(ofar if (ofar > 0 or not log_far) else x_floor, otar, label)
+                 for ofar, otar, label in (operating_points or {}).get(name, ())
+                 if ofar is not None and otar is not None]
+        lo = math.log10(x_floor) if log_far else 0.0
+        for ox, otar, label in merge_close_labels(
+                marks, lambda x, y: ((math.log10(x) - lo) / -lo if log_far else x, y)):
             ax.plot([ox], [otar], marker="o", color=line.get_color(), markersize=5, linestyle="none")
-            ax.annotate(
-                label,
-                (ox, otar),
-                textcoords="offset points",
-                xytext=(5, -10),
-                fontsize=7,
-                color=line.get_color(),
-            )
+            if label:
+                ax.annotate(label, (ox, otar), textcoords="offset points", xytext=(5, -10), fontsize=7,
+                            color=line.get_color())
     if log_far:
         ax.set_xscale("log")
         ax.set_xlim(x_floor, 1.0)
@@ -286,6 +302,8 @@ def _render_extra(key: str, value: Any) -> list[str]:
             for r in rows:
                 out.append(f"| {_fmt_far(r.get('far'))} | {_fmt(r.get('tar'))} | {_fmt(r.get('threshold'))} | {_fmt(r.get('achieved_far'), 6)} |")
             out.append("")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        out += [f"- {v}" for v in value] + [""]
     else:
         out += [f"{_fmt(value) if isinstance(value, float) else value}", ""]
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model_build.loss_names import DISTILL_LOSS_NAMES, LOSS_NAMES
+from model_build.losses.names import DISTILL_LOSS_NAMES, LOSS_NAMES
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Loss names accepted by ``model-build train --losses``. Kept free of TensorFlow so the
-command line parses (and --help prints) without loading it."""
+"""Loss names accepted by ``model-build train --losses``. Free of TensorFlow (the package
+loads its Keras losses lazily), so the command line parses and --help prints without it."""
 
 # Distillation losses (losses/distillation.py): every row, against the teacher.
 DISTILL_LOSS_NAMES = ("distill", "relational")
