@@ -63,7 +63,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
     """The Service loop on replayed frames. The frames' faces are enrolled, so with ``liveness``
     on every face is also checked (still photos never pass: the cost is paid on every frame)."""
     from daemon.config import config_from_dict
-    from daemon.service import STAGES, Service
+    from daemon.door.service import STAGES, Service
 
     cfg = config_from_dict({
         "device": {"state_dir": str(state_dir)},

@@ -269,7 +269,7 @@ def door_section(root: Path, seqs, encoder, detector, fold_model, modes, window_
     from daemon.config import config_from_dict
     from daemon.liveness.policy import MODES as CUES
     from daemon.matching import MATCH
-    from daemon.service import Service
+    from daemon.door.service import Service
     from model_build.liveness.data import load_frame
 
     # Everyone enrolled from one real frame: the first of their first real session, which

@@ -69,7 +69,7 @@ def _cmd_run(args) -> int:
 
     from daemon.config import ConfigError, check_device_trust, load_config
     from daemon.gallery import GalleryError
-    from daemon.service import Service
+    from daemon.door.service import Service
     from daemon.state import StateDirError
 
     try:
@@ -129,7 +129,7 @@ def _server_config(args):
 
 
 def _signing_key(cfg, required: bool):
-    from daemon.sync.signing import load_private_key
+    from daemon.protocol.signing import load_private_key
     if cfg.enrollment.signing_key:
         return load_private_key(cfg.enrollment.signing_key)
     if required:
@@ -140,15 +140,15 @@ def _signing_key(cfg, required: bool):
 
 
 def _broker_client(cfg, timeout_s: float):
-    from daemon.enroll.client import EnrollmentClient
-    from daemon.sync.broker import BrokerSettings
+    from daemon.server.client import EnrollmentClient
+    from daemon.protocol.broker import BrokerSettings
     if not cfg.broker_configured:
         raise ValueError("no broker: set mqtt.host in --config or pass --mqtt-host (or --out for a dry run)")
     return EnrollmentClient(BrokerSettings.from_config(cfg.mqtt), timeout_s=timeout_s)
 
 
 def _store(cfg):
-    from daemon.enroll.store import EnrollmentStore
+    from daemon.server.store import EnrollmentStore
     return EnrollmentStore.open(cfg.server.state_dir)
 
 
@@ -158,8 +158,8 @@ def _with_target(args, work) -> int:
     `facegate server` publishes it."""
     from pathlib import Path
 
-    from daemon.enroll.client import BrokerError
-    from daemon.enroll.tool import Target
+    from daemon.server.client import BrokerError
+    from daemon.server.tool import Target
     cfg = _server_config(args)
     out = Path(args.out) if getattr(args, "out", None) else None
     key = _signing_key(cfg, required=out is None)  # checked before connecting
@@ -182,7 +182,7 @@ def _with_target(args, work) -> int:
 
 
 def _gate(args):
-    from daemon.enroll.gate import PhotoGate
+    from daemon.server.gate import PhotoGate
     return PhotoGate(min_detection_score=args.min_score, min_face_px=args.min_face_px, min_blur=args.min_sharpness,
                      consistency_threshold=args.consistency_threshold)
 
@@ -194,7 +194,7 @@ def _print_photos(outcome) -> None:
 
 
 def _cmd_keygen(args) -> int:
-    from daemon.sync.signing import generate_keypair
+    from daemon.protocol.signing import generate_keypair
     pair = generate_keypair(args.out)
     print(f"private key {pair.private_path} (mode 600: keep it on the enrollment server only)")
     print(f"public key  {pair.public_path} (copy it to every device: enrollment.public_key)")
@@ -205,7 +205,7 @@ def _cmd_keygen(args) -> int:
 def _cmd_enroll(args) -> int:
     from daemon.api import default_detector
     from daemon.embeddings import load_encoder
-    from daemon.enroll.tool import NoUsablePhoto, enroll
+    from daemon.server.tool import NoUsablePhoto, enroll
 
     encoder = load_encoder(args.model, args.backend)
 
@@ -234,7 +234,7 @@ def _cmd_enroll(args) -> int:
 
 
 def _cmd_remove(args) -> int:
-    from daemon.enroll.tool import remove
+    from daemon.server.tool import remove
 
     def work(target) -> int:
         outcome = remove(target, args.person_id, keep_photos=args.keep_photos)
@@ -254,8 +254,8 @@ def _cmd_remove(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from daemon.enroll.tool import held_records, stored_records
-    from daemon.sync.signing import Trust, load_public_keys
+    from daemon.server.tool import held_records, stored_records
+    from daemon.protocol.signing import Trust, load_public_keys
 
     cfg = _server_config(args)
     keys = load_public_keys(cfg.enrollment.public_key) if cfg.enrollment.public_key else []
@@ -278,7 +278,7 @@ def _cmd_list(args) -> int:
         for h in held:
             print(json.dumps(h.to_dict()))
         return 0
-    from daemon.sync.publish import iso_utc
+    from daemon.server.publish import iso_utc
     print(f"{'PERSON':<20} {'NAME':<24} {'KIND':<9} {'VERSION':>14} {'MODEL':<20} {'ENC':>3}  SIGNATURE")
     for h in held:
         print(f"{h.person_id:<20} {h.name[:24]:<24} {h.kind:<9} {h.version:>14} {h.model_id[:20]:<20} "
@@ -293,8 +293,8 @@ def _cmd_list(args) -> int:
 def _cmd_server(args) -> int:
     import signal
 
-    from daemon.enroll.server import EnrollmentServer
-    from daemon.sync.broker import BrokerSettings
+    from daemon.server.service import EnrollmentServer
+    from daemon.protocol.broker import BrokerSettings
 
     cfg = _server_config(args)
     key = _signing_key(cfg, required=True)
@@ -330,7 +330,7 @@ def _cmd_reembed(args) -> int:
 
     from daemon.api import default_detector
     from daemon.embeddings import load_encoder
-    from daemon.enroll.tool import reembed
+    from daemon.server.tool import reembed
 
     encoder = load_encoder(args.model, args.backend)
     if args.out:
@@ -371,7 +371,7 @@ def _add_server_options(p, out_help: str | None) -> None:
 
 def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipped model)",
                        model_required: bool = False) -> None:
-    from daemon.enroll.gate import PhotoGate
+    from daemon.server.gate import PhotoGate
     g = PhotoGate()
     p.add_argument("--model", metavar="PATH", help=model_help, required=model_required)
     p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
@@ -518,10 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from daemon.logs import configure
     configure(args.verbose)
-    from daemon.enroll.client import BrokerError
+    from daemon.server.client import BrokerError
     from daemon.images import ImageError
     from daemon.runtime import ModelError
-    from daemon.enroll.store import StoreError
+    from daemon.server.store import StoreError
     from daemon.state import StateDirError
     try:
         return args.func(args)

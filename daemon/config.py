@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from daemon.events.homeassistant import DEFAULT_PREFIX, prefix_error
-from daemon.sync.topics import valid_name
+from daemon.protocol.topics import valid_name
 
 SOURCE_KINDS = ("replay", "opencv", "picamera2")
 ON_EXPIRED_MANIFEST = ("keep", "deny")
@@ -364,7 +364,7 @@ def _check_files(cfg: Config) -> None:
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} is not a file")
     if cfg.enrollment.public_key:
-        from daemon.sync.signing import KeyFileError, load_public_keys
+        from daemon.protocol.signing import KeyFileError, load_public_keys
         try:
             load_public_keys(cfg.enrollment.public_key)
         except KeyFileError as exc:

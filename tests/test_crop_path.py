@@ -19,7 +19,7 @@ from daemon.faces.align import ARCFACE_TEMPLATE, CROP_SIZE, alignment_matrix, fa
 from daemon.faces.detect import Face, FaceDetector
 from daemon.frames import Frame
 from daemon.images import load_image
-from daemon.service import Service
+from daemon.door.service import Service
 from daemon_helpers import service_config
 from model_build.data.datasets import align_folder
 

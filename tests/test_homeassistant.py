@@ -29,8 +29,8 @@ from daemon.api import embed_image
 from daemon.config import ConfigError
 from daemon.events import homeassistant as ha
 from daemon.liveness import LivenessGate
-from daemon.service import Service
-from daemon.sync.topics import event_topic, health_topic, status_topic
+from daemon.door.service import Service
+from daemon.protocol.topics import event_topic, health_topic, status_topic
 from daemon_helpers import PixelEncoder, Probe, ServiceThread, SiteServer, enrollment, person_photos, service_config
 
 X, Y = "Jean_Chretien", "Serena_Williams"  # X is enrolled, Y is not

@@ -13,9 +13,9 @@ import pytest
 
 from daemon.api import embed_image
 from daemon.frames import Frame, SourceError
-from daemon.service import Service
+from daemon.door.service import Service
 from daemon.config import ConfigError
-from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
+from daemon.protocol.topics import enroll_topic, event_topic, health_topic, status_topic
 from daemon_helpers import (PixelEncoder, Probe, ServiceThread, SiteServer, copy_photos, enrollment, person_photos,
                             publish, revocation, service_config, signed)
 
@@ -222,7 +222,7 @@ def test_a_device_with_a_broker_but_no_public_key_refuses_to_start(tmp_path, bro
 def test_the_runtime_never_imports_tensorflow():
     import subprocess
     import sys
-    code = ("import sys, daemon.cli, daemon.service, daemon.sync.link, daemon.events.mqtt, daemon.config; "
+    code = ("import sys, daemon.cli, daemon.door.service, daemon.door.link, daemon.events.mqtt, daemon.config; "
             "daemon.cli.build_parser(); bad = [m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'model_build')]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

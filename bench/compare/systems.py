@@ -20,7 +20,7 @@ from daemon.embeddings import load_encoder, load_model_info
 from daemon.embeddings.litert import LiteRtEncoder, open_encoder
 from daemon.faces.align import prepare_face, prepare_faces
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
-from daemon.gallery.record import PersonRecord
+from daemon.protocol.person import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
 from daemon.quality import QualityPolicy
 

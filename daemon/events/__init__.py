@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol, TextIO
 
-from daemon.sync.publish import iso_utc
+from daemon.server.publish import iso_utc
 
 UNLOCK = "unlock"
 UNKNOWN_FACE = "unknown_face"

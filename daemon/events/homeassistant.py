@@ -13,7 +13,7 @@ Availability is the door's status topic (``online``, and ``offline`` as its Last
 configs carry no names, encodings or photos: the templates read names from the unlock events
 at run time. The node level is the device id alone so that a Mosquitto ACL can grant each door
 its own configs with ``%u`` (config/mosquitto/facegate.acl). The builders are pure;
-``door_messages`` adapts a Config, and daemon/sync/link.py publishes the messages on every
+``door_messages`` adapts a Config, and daemon/door/link.py publishes the messages on every
 connection.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from daemon.events import UNKNOWN_FACE, UNLOCK
-from daemon.sync import topics
+from daemon.protocol import topics
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import time
 
 from daemon.events import UNLOCK, encode_event, event_time
 from daemon.events.outbox import Outbox
-from daemon.sync.link import MqttLink
-from daemon.sync.publish import iso_utc
+from daemon.door.link import MqttLink
+from daemon.server.publish import iso_utc
 
 log = logging.getLogger(__name__)
 

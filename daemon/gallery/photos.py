@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.gallery.record import MAX_ENCODINGS, PersonRecord, valid_person_id
+from daemon.protocol.person import MAX_ENCODINGS, PersonRecord, valid_person_id
 from daemon.gallery.store import Gallery
 from daemon.images import ImageError, load_image
 

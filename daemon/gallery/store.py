@@ -5,7 +5,7 @@ WAL mode, one transaction per change, so a power cut leaves either the old or th
 record and never half of one. The file is loaded at start, which is what lets a door
 recognise people while the broker is unreachable or after a reboot with no network.
 
-The file also keeps the newest site manifest the device accepted (daemon/sync/manifest.py),
+The file also keeps the newest site manifest the device accepted (daemon/protocol/manifest.py),
 as opaque JSON: its sequence is what lets a door refuse an older manifest after a restart.
 The file is created 0600: it holds biometric data.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.gallery.record import PersonRecord
+from daemon.protocol.person import PersonRecord
 from daemon.state import private_file
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS manifest (
     model_id   TEXT PRIMARY KEY,
     seq        INTEGER NOT NULL,
-    body       TEXT NOT NULL       -- daemon.sync.manifest.Manifest.to_dict() as JSON
+    body       TEXT NOT NULL       -- daemon.protocol.manifest.Manifest.to_dict() as JSON
 );
 """
 

@@ -1,6 +1,6 @@
 """`facegate server`: keeps the broker's retained state equal to the enrollment store.
 
-The broker is a cache of the store (daemon/enroll/store.py). The server watches the
+The broker is a cache of the store (daemon/server/store.py). The server watches the
 site's enroll, revoke and manifest topics (MQTT 5: it does not receive its own
 messages, and sees whether what others publish is retained) and:
 
@@ -32,15 +32,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from daemon import notify as systemd
-from daemon.enroll.store import EnrollmentStore
-from daemon.enroll.tool import import_newer
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings, ConnectionState
-from daemon.sync.link import drain
-from daemon.sync.manifest import parse_top
-from daemon.sync.publish import iso_utc
-from daemon.sync.records import RecordError
-from daemon.sync.signing import Trust
+from daemon.server.store import EnrollmentStore
+from daemon.server.tool import import_newer
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings, ConnectionState
+from daemon.door.link import drain
+from daemon.protocol.manifest import parse_top
+from daemon.server.publish import iso_utc
+from daemon.protocol.records import RecordError
+from daemon.protocol.signing import Trust
 
 log = logging.getLogger(__name__)
 

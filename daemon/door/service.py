@@ -4,7 +4,7 @@
     (frames)  (faces.align.prepare_faces, quality)   (embeddings)  (matching)  (liveness)  (decision)  (events)
 
 One thread does all of that, plus the gallery and outbox writes; paho's thread only
-receives and validates (see daemon/sync/link.py). Nothing a camera, a broker or a
+receives and validates (see daemon/door/link.py). Nothing a camera, a broker or a
 publisher sends can stop the loop: bad frames and messages are logged and counted in
 the health record, a failing camera is reopened with backoff, an unreachable broker is
 retried while the stored gallery keeps recognising people.
@@ -34,8 +34,8 @@ from daemon.liveness import FacePoints, Verdict, build_gate
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
 from daemon.quality import DESCRIPTIONS, QualityPolicy
 from daemon.state import private_dir
-from daemon.sync import topics
-from daemon.sync.publish import iso_utc
+from daemon.protocol import topics
+from daemon.server.publish import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,11 @@ class Service:
             from daemon.events import homeassistant
             from daemon.events.mqtt import MqttEventSink
             from daemon.events.outbox import Outbox
-            from daemon.sync.broker import BrokerSettings
-            from daemon.sync.admission import Admission
-            from daemon.sync.link import MqttLink
-            from daemon.sync.manifest import Manifest
-            from daemon.sync.signing import load_trust
+            from daemon.protocol.broker import BrokerSettings
+            from daemon.door.admission import Admission
+            from daemon.door.link import MqttLink
+            from daemon.protocol.manifest import Manifest
+            from daemon.protocol.signing import load_trust
             m, en = cfg.mqtt, cfg.enrollment
             trust = load_trust(en.public_key, en.allow_unsigned)
             if en.allow_unsigned:

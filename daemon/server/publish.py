@@ -1,7 +1,7 @@
-"""Building enrollment messages: the server side of daemon/sync/records.py.
+"""Building enrollment messages: the server side of daemon/protocol/records.py.
 
 Each builder returns ``(topic, payload)``. Publish it retained, QoS 1. With a signing
-key the payload carries the Ed25519 signature over topic and body (daemon/sync/signing.py);
+key the payload carries the Ed25519 signature over topic and body (daemon/protocol/signing.py);
 without one it is unsigned, which devices accept only with ``allow_unsigned`` (development).
 """
 
@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.sync import topics
-from daemon.sync.records import SCHEMA
-from daemon.sync.signing import sign_payload
+from daemon.protocol import topics
+from daemon.protocol.records import SCHEMA
+from daemon.protocol.signing import sign_payload
 
 
 def iso_utc(epoch: float | None = None) -> str:

@@ -31,12 +31,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon.gallery.record import PersonRecord
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings, ConnectionState
-from daemon.sync.manifest import MAX_PAGE_BYTES, parse_page, parse_top
-from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
-from daemon.sync.signing import Trust
+from daemon.protocol.person import PersonRecord
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings, ConnectionState
+from daemon.protocol.manifest import MAX_PAGE_BYTES, parse_page, parse_top
+from daemon.protocol.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
+from daemon.protocol.signing import Trust
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.gallery.record import valid_person_id
+from daemon.protocol.person import valid_person_id
 
 META = "person.json"
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WebP": ".webp", "TIFF": ".tif", "PNM": ".pnm"}

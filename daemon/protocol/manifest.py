@@ -12,7 +12,7 @@ model, retained and signed with the enrollment key:
 
 A device applies a record only if the newest valid manifest it holds lists exactly that
 version (a tombstone: "revoked" at that version). It never takes a manifest with a lower
-sequence than the one it stored, nor an expired one (daemon/sync/admission.py).
+sequence than the one it stored, nor an expired one (daemon/door/admission.py).
 
 Pages keep every message small however many people a site has (figures in
 docs/security.md): a person's page is fixed by a hash of their id, so one enrollment
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.gallery.record import PersonRecord, valid_person_id
-from daemon.sync import topics
-from daemon.sync.publish import iso_utc
-from daemon.sync.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
+from daemon.protocol.person import PersonRecord, valid_person_id
+from daemon.protocol import topics
+from daemon.server.publish import iso_utc
+from daemon.protocol.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
                                  field_error, int_field, timestamp_field, decode_object)
-from daemon.sync.signing import SignatureError, Trust, sign_payload
+from daemon.protocol.signing import SignatureError, Trust, sign_payload
 
 SCHEMA = 1
 PAGE_TARGET = 1000                # entries per page the builder aims for ...
