@@ -118,10 +118,10 @@ def test_with_the_broker_down_the_stored_gallery_unlocks_and_the_event_follows(
     running = ServiceThread(Service(offline_cfg, encoder=encoder, stdout=io.StringIO()))
     try:
         assert running.wait_until(lambda s: s.counters.events["unlock"] == 1), "stored gallery still unlocks"
-        assert running.service.mqtt_sink.pending == 1
+        assert running.service.sync.sink.pending == 1
         broker.start()
         assert consumer.wait_for(lambda p: unlocks(p, topic) == [X, X], timeout=20), "delivered when back"
-        assert running.wait_until(lambda s: s.mqtt_sink.pending == 0)
+        assert running.wait_until(lambda s: s.sync.sink.pending == 0)
     finally:
         running.stop()
         consumer.close()

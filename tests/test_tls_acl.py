@@ -397,12 +397,12 @@ def test_an_event_the_acl_refuses_is_kept_counted_and_logged_with_its_topic(pki,
     service = Service(cfg, encoder=PixelEncoder(), source=NoFrames())
     service.start()
     try:
-        assert wait(lambda: (service._housekeeping(), service.link.connected)[1], timeout=10)
+        assert wait(lambda: (service._housekeeping(), service.sync.link.connected)[1], timeout=10)
         service.emit(unlock_event(device_id="door1", site=SITE, person_id="alice", name="Alice", distance=0.3,
                                   frames_voted=3, model_id="pixel-test", ts=_time.time()))
         assert wait(lambda: (service._housekeeping(), service.health()["events"]["refused"])[1] == 1, timeout=10)
         assert service.health()["events"]["pending"] == 0
-        [(event_id, payload, reason)] = service.mqtt_sink.outbox.refused()
+        [(event_id, payload, reason)] = service.sync.sink.outbox.refused()
         assert b'"person_id":"alice"' in payload and "authori" in reason.lower()
     finally:
         service.close()

@@ -29,5 +29,15 @@ def open_source(kind: str, **options) -> FrameSource:
     return source_class(**options)
 
 
+def configured_source(s) -> FrameSource:
+    """The source a ``[source]`` config section (daemon.config.SourceConfig) describes, built
+    but not opened."""
+    if s.kind == "replay":
+        return open_source("replay", path=s.path, fps=s.fps or 1.0, loop=s.loop, realtime=s.fps > 0)
+    if s.kind == "opencv":
+        return open_source("opencv", device=s.device, size=(s.width, s.height), realtime=s.realtime)
+    return open_source(s.kind, size=(s.width, s.height))
+
+
 __all__ = ["SOURCE_KINDS", "Frame", "FrameSource", "OpenCVSource", "PiCameraSource", "ReplaySource",
-           "ResilientSource", "SourceError", "open_source"]
+           "ResilientSource", "SourceError", "configured_source", "open_source"]

@@ -38,7 +38,7 @@ from daemon.protocol import topics
 from daemon.protocol.broker import BrokerSettings, ConnectionState
 from daemon.door.link import drain
 from daemon.protocol.manifest import parse_top
-from daemon.server.publish import iso_utc
+from daemon.protocol.wire import iso_utc
 from daemon.protocol.records import RecordError
 from daemon.protocol.signing import Trust
 
@@ -97,17 +97,14 @@ class EnrollmentServer(ConnectionState):
     def run(self) -> None:
         """Until stop(): keep the broker in step with the store."""
         systemd.notify("READY=1\nSTATUS=connecting to the broker")
-        watchdog = systemd.watchdog_interval()
-        next_ping = 0.0
+        watchdog = systemd.Watchdog()
         while not self._stop.is_set():
             try:
                 self.step()
             except Exception as exc:  # a store or broker hiccup must not end the server
                 self.last_error = f"{iso_utc()} {exc!r}"
                 log.exception("enrollment server step failed")
-            if watchdog is not None and time.monotonic() >= next_ping:
-                next_ping = time.monotonic() + watchdog
-                systemd.notify(f"WATCHDOG=1\nSTATUS={self.status()}")
+            watchdog.ping(self.status)
             self._stop.wait(0.2)
 
     def stop(self) -> None:
