@@ -278,7 +278,7 @@ def _cmd_list(args) -> int:
         for h in held:
             print(json.dumps(h.to_dict()))
         return 0
-    from daemon.server.publish import iso_utc
+    from daemon.protocol.wire import iso_utc
     print(f"{'PERSON':<20} {'NAME':<24} {'KIND':<9} {'VERSION':>14} {'MODEL':<20} {'ENC':>3}  SIGNATURE")
     for h in held:
         print(f"{h.person_id:<20} {h.name[:24]:<24} {h.kind:<9} {h.version:>14} {h.model_id[:20]:<20} "
@@ -371,10 +371,11 @@ def _add_server_options(p, out_help: str | None) -> None:
 
 def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipped model)",
                        model_required: bool = False) -> None:
+    from daemon.config import BACKENDS
     from daemon.server.gate import PhotoGate
     g = PhotoGate()
     p.add_argument("--model", metavar="PATH", help=model_help, required=model_required)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
+    p.add_argument("--backend", default="cpu", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--min-face-px", type=float, default=g.min_face_px, metavar="PX",
                    help=f"shorter side of the face box (default {g.min_face_px:.0f})")
     p.add_argument("--min-sharpness", type=float, default=g.min_blur, metavar="V",
@@ -400,6 +401,7 @@ BACKEND_HELP = "where the encoder runs: cpu, or edgetpu (a Coral USB or PCIe acc
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from daemon.config import BACKENDS, LIVENESS_MODES
     verbose_help = "debug logging (with `run`: one line per face, why it matched or not)"
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "embedding.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, BMP, WebP, TIFF or PNM files")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
+    p.add_argument("--backend", default="cpu", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.set_defaults(func=_cmd_embed)
 
@@ -447,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-host", metavar="HOST", help="MQTT broker (default: none, events on stdout)")
     p.add_argument("--mqtt-port", type=int, metavar="PORT", help="MQTT broker port (mqtt.port)")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", choices=["cpu", "edgetpu"], help=BACKEND_HELP + " (model.backend)")
-    p.add_argument("--liveness", choices=["off", "blink", "passive", "both"],
+    p.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP + " (model.backend)")
+    p.add_argument("--liveness", choices=LIVENESS_MODES,
                    help="presentation-attack check (default: the config's liveness.mode; see docs/security.md)")
     p.set_defaults(func=_cmd_run)
 

@@ -27,10 +27,12 @@ else:  # pragma: no cover
 from daemon.events.homeassistant import DEFAULT_PREFIX, prefix_error
 from daemon.protocol.topics import valid_name
 
-SOURCE_KINDS = ("replay", "opencv", "picamera2")
+# The words a config may use; the command line and the packages that act on them import
+# them from here (this module stays cheap to import: no models, no OpenCV).
+SOURCE_KINDS = ("replay", "opencv", "picamera2")       # daemon.frames.open_source
+BACKENDS = ("cpu", "edgetpu")                          # daemon.embeddings.load_encoder
+LIVENESS_MODES = ("off", "blink", "passive", "both")   # daemon.liveness.policy.MODES says which cues each runs
 ON_EXPIRED_MANIFEST = ("keep", "deny")
-BACKENDS = ("cpu", "edgetpu")  # daemon.embeddings.BACKENDS, without importing the runtime
-LIVENESS_MODES = ("off", "blink", "passive", "both")  # daemon.liveness.MODES, without importing models
 PASSWORD_ENV = "FACEGATE_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "FACEGATE_MQTT_PASSWORD_FILE"
 USERNAME_ENV = "FACEGATE_MQTT_USERNAME"

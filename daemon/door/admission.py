@@ -20,7 +20,7 @@ from collections import Counter, OrderedDict
 from daemon.protocol.person import PersonRecord
 from daemon.protocol import topics
 from daemon.protocol.manifest import CONFLICT, EXPIRED, OLD_SEQUENCE, Entry, Manifest, ManifestTop, assemble
-from daemon.server.publish import iso_utc
+from daemon.protocol.wire import iso_utc
 from daemon.protocol.records import RecordError
 
 log = logging.getLogger(__name__)

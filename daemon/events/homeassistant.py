@@ -19,7 +19,6 @@ connection.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from importlib import metadata
 
 from daemon.events import UNKNOWN_FACE, UNLOCK
 from daemon.protocol import topics
+from daemon.protocol.wire import compact_json
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,7 @@ def discovery_messages(prefix: str, site: str, device_id: str, *, health_interva
                          "(only letters, digits, '_' and '-')")
     expire_after_s = max(60, int(3 * health_interval_s) + 1)  # three missed health records
     return [(discovery_topic(prefix, e, site, device_id),
-             json.dumps(entity_config(e, site, device_id, sw_version=sw_version, expire_after_s=expire_after_s),
-                        separators=(",", ":")).encode())
+             compact_json(entity_config(e, site, device_id, sw_version=sw_version, expire_after_s=expire_after_s)))
             for e in ENTITIES]
 
 

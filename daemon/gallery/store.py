@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
 
 from daemon.protocol.person import PersonRecord
-from daemon.state import private_file
+from daemon.state import move_aside, private_file
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +87,8 @@ class Gallery:
         except sqlite3.DatabaseError as exc:
             # A corrupt cache is moved aside, never deleted: starting empty is safe for a
             # door (nobody unlocks) and the broker's retained records refill it.
-            suffix = f".corrupt-{int(time.time())}"
-            log.error("gallery %s is unreadable (%s); moved it to %s%s and starting empty",
-                      self.path, exc, self.path.name, suffix)
-            for extra in ("", "-wal", "-shm"):
-                part = self.path.with_name(self.path.name + extra)
-                if part.exists():
-                    part.rename(part.with_name(part.name + suffix))
+            log.error("gallery %s is unreadable (%s); moved it to %s and starting empty",
+                      self.path, exc, move_aside(self.path))
             self._db = self._connect()
         except OSError as exc:
             raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.protocol.person import PersonRecord, valid_person_id
 from daemon.protocol import topics
-from daemon.server.publish import iso_utc
+from daemon.protocol.wire import compact_json, iso_utc
 from daemon.protocol.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
                                  field_error, int_field, timestamp_field, decode_object)
 from daemon.protocol.signing import SignatureError, Trust, sign_payload
@@ -255,7 +255,7 @@ def build_manifest(site: str, model_id: str, entries: Mapping[str, Entry], seq: 
             "issued_at": iso_utc(issued_at), "expires_at": iso_utc(expires_at),
             "enrolled": len(entries) - revoked, "revoked": revoked, "pages": [digest(p) for p in pages]}
     topic = topics.manifest_topic(site, model_id)
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = compact_json(body)
     signed = sign_payload(key, topic, payload) if key is not None else payload
     return SignedManifest(seq, issued_at, expires_at, (topic, signed),
                           tuple((topics.manifest_page_topic(site, model_id, i), p) for i, p in enumerate(pages)))
