@@ -84,12 +84,6 @@ class PhotoArchive:
                 kept.append(KeptPerson(person_id, name, photos))
         return kept
 
-    def skipped_folders(self) -> list[str]:
-        """Folders that people() ignores (no valid person.json), to report them."""
-        known = {p.person_id for p in self.people()}
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and p.name not in known)
-
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
