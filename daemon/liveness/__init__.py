@@ -23,9 +23,9 @@ def build_gate(cfg, num_threads: int = 1) -> LivenessGate | None:
     cues: list[Cue] = []
     if "blink" in MODES[cfg.mode]:
         from daemon.liveness.blink import BlinkCue, BlinkThresholds
-        cues.append(BlinkCue(BlinkThresholds(cfg.blink_closed_ear, cfg.blink_open_ear), num_threads=num_threads))
+        cues.append(BlinkCue(BlinkThresholds.from_config(cfg), num_threads=num_threads))
     if "passive" in MODES[cfg.mode]:
         from daemon.liveness.passive import PAD_PATH, PadModel, PassiveCue
         model = PadModel(cfg.passive_model or PAD_PATH, num_threads=num_threads)
-        cues.append(PassiveCue(model, cfg.passive_threshold or None, cfg.passive_min_frames))
+        cues.append(PassiveCue(model, cfg.passive_threshold or None, min_frames=cfg.passive_min_frames))
     return LivenessGate(cfg.mode, cues, cfg.window_s, cfg.evidence_margin)
