@@ -31,10 +31,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon.protocol.person import PersonRecord
 from daemon.protocol import topics
-from daemon.protocol.broker import BrokerSettings, ConnectionState
+from daemon.protocol.broker import BrokerSettings, ConnectionState, drain
 from daemon.protocol.manifest import MAX_PAGE_BYTES, parse_page, parse_top
+from daemon.protocol.person import PersonRecord
 from daemon.protocol.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
 from daemon.protocol.signing import Trust
 
@@ -42,16 +42,6 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
-
-
-def drain(q: queue.SimpleQueue) -> list:
-    """Everything queued so far (by paho's thread), oldest first, without waiting."""
-    items = []
-    while True:
-        try:
-            items.append(q.get_nowait())
-        except queue.Empty:
-            return items
 
 
 @dataclass(frozen=True)

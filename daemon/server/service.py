@@ -32,15 +32,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from daemon import notify as systemd
-from daemon.server.store import EnrollmentStore
-from daemon.server.tool import import_newer
 from daemon.protocol import topics
-from daemon.protocol.broker import BrokerSettings, ConnectionState
-from daemon.door.link import drain
+from daemon.protocol.broker import BrokerSettings, ConnectionState, drain
 from daemon.protocol.manifest import parse_top
-from daemon.protocol.wire import iso_utc
 from daemon.protocol.records import RecordError
 from daemon.protocol.signing import Trust
+from daemon.protocol.wire import iso_utc
+from daemon.server.store import EnrollmentStore
+from daemon.server.tool import import_newer
 
 log = logging.getLogger(__name__)
 
