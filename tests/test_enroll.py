@@ -20,19 +20,20 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.server.client import EnrollmentClient
-from daemon.server.gate import PhotoGate, find_outliers
-from daemon.server.store import EnrollmentStore
-from daemon.server.photos import examine_photo, examine_photos
-from daemon.server.tool import EnrollError, NoUsablePhoto, Target, enroll, held_records, reembed, remove
-from daemon.faces.detect import FaceDetector
-from daemon.gallery import Gallery, PersonRecord
-from daemon.protocol import topics
-from daemon.protocol.records import parse_enrollment
-from daemon.server import publish as build
-from daemon.protocol.broker import BrokerSettings
 from daemon.door.admission import Admission
 from daemon.door.link import MqttLink
+from daemon.faces.detect import FaceDetector
+from daemon.gallery import Gallery
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings
+from daemon.protocol.person import PersonRecord
+from daemon.protocol.records import parse_enrollment
+from daemon.server import publish as build
+from daemon.server.client import EnrollmentClient
+from daemon.server.gate import PhotoGate, find_outliers
+from daemon.server.photos import examine_photo, examine_photos
+from daemon.server.store import EnrollmentStore
+from daemon.server.tool import EnrollError, NoUsablePhoto, Target, enroll, held_records, reembed, remove
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, person_photos, publish, unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,12 +9,12 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.gallery import PersonRecord
+from daemon.door.admission import Admission
 from daemon.door.service import Service
 from daemon.protocol import topics
-from daemon.door.admission import Admission
 from daemon.protocol.manifest import (MAX_PAGE_BYTES, PAGE_MAX, Manifest, assemble, build_manifest, parse_page,
-                                  parse_top)
+                                      parse_top)
+from daemon.protocol.person import PersonRecord
 from daemon.protocol.records import RecordError
 from daemon_helpers import (TEST_KEY, TEST_TRUST, PixelEncoder, ServiceThread, SiteServer, enrollment, publish,
                             service_config, unit_vectors)
