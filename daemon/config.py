@@ -29,7 +29,7 @@ from daemon.protocol.topics import valid_name
 
 # The words a config may use; the command line and the packages that act on them import
 # them from here (this module stays cheap to import: no models, no OpenCV).
-SOURCE_KINDS = ("replay", "opencv", "picamera2")       # daemon.frames.open_source
+SOURCE_KINDS = ("replay", "opencv", "picamera2")       # daemon.frames.SOURCES maps them to classes
 BACKENDS = ("cpu", "edgetpu")                          # daemon.embeddings.load_encoder
 LIVENESS_MODES = ("off", "blink", "passive", "both")   # daemon.liveness.policy.MODES says which cues each runs
 ON_EXPIRED_MANIFEST = ("keep", "deny")
