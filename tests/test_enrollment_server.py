@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from daemon.door.service import Service
+from daemon.faces.detect import FaceDetector
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings
 from daemon.server.client import EnrollmentClient
 from daemon.server.service import EnrollmentServer
 from daemon.server.store import EnrollmentStore, Publication
 from daemon.server.tool import Target, enroll, remove
-from daemon.faces.detect import FaceDetector
-from daemon.door.service import Service
-from daemon.protocol import topics
-from daemon.protocol.broker import BrokerSettings
 from daemon_helpers import (TEST_KEY, PixelEncoder, ServiceThread, copy_photos, person_photos, publish, revocation,
                             service_config, wait_for)
 

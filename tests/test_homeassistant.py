@@ -27,9 +27,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from daemon.api import embed_image
 from daemon.config import ConfigError
+from daemon.door.service import Service
 from daemon.events import homeassistant as ha
 from daemon.liveness import LivenessGate
-from daemon.door.service import Service
 from daemon.protocol.topics import event_topic, health_topic, status_topic
 from daemon_helpers import PixelEncoder, Probe, ServiceThread, SiteServer, enrollment, person_photos, service_config
 

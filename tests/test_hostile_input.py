@@ -28,17 +28,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.client import MQTTMessage
 
-from daemon.server.gate import PhotoGate
-from daemon.server.photos import examine_photo
+from daemon.door.link import MqttLink
 from daemon.gallery import Gallery
 from daemon.images import MAX_FILE_BYTES, ImageError, decode_image, load_image
-from daemon.server import publish as build
 from daemon.protocol.broker import BrokerSettings
-from daemon.door.link import MqttLink
+from daemon.protocol.manifest import build_manifest
 from daemon.protocol.records import max_payload_bytes
 from daemon.protocol.signing import key_id, sign_payload
-from daemon.protocol.manifest import build_manifest
 from daemon.protocol.topics import enroll_topic, manifest_page_topic, manifest_topic, parse_sync_topic, revoke_topic
+from daemon.server import publish as build
+from daemon.server.gate import PhotoGate
+from daemon.server.photos import examine_photo
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, unit_vectors
 
 SITE, MODEL, D = "hq", "m1", 128

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from bench.liveness_bench import NUAA_FPS, SequenceClock, TimedFrames
-from daemon.embeddings import load_encoder
 from daemon.door.service import Service
+from daemon.embeddings import load_encoder
 from daemon_helpers import service_config
 
 LIVE = Path(__file__).resolve().parent / "fixtures" / "liveness"

@@ -13,11 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.protocol.person import MAX_ENCODINGS
-from daemon.protocol.records import RecordError, parse_enrollment
+from daemon.protocol.records import RecordError, max_payload_bytes, parse_enrollment
 from daemon.protocol.signing import Trust
-from daemon.server.publish import person_record, tombstone
-from daemon.protocol.records import max_payload_bytes
 from daemon.protocol.topics import enroll_topic, revoke_topic
+from daemon.server.publish import person_record, tombstone
 from daemon_helpers import TEST_KEY, TEST_TRUST, unit_vectors
 
 SITE, D = "home", 128

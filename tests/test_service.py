@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from daemon.api import embed_image
-from daemon.frames import Frame, SourceError
-from daemon.door.service import Service
 from daemon.config import ConfigError
+from daemon.door.service import Service
+from daemon.frames import Frame, SourceError
 from daemon.protocol.topics import enroll_topic, event_topic, health_topic, status_topic
 from daemon_helpers import (PixelEncoder, Probe, ServiceThread, SiteServer, copy_photos, enrollment, person_photos,
                             publish, revocation, service_config, signed)

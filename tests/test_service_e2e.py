@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from daemon.api import embed_image
+from daemon.door.service import Service
 from daemon.embeddings import load_encoder
 from daemon.events.outbox import Outbox
-from daemon.door.service import Service
 from daemon.protocol.topics import event_topic, status_topic
 from daemon_helpers import (Probe, ServiceThread, SiteServer, camera_frames, copy_photos, person_photos, revocation,
                             service_config, write_public_key)

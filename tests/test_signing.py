@@ -15,14 +15,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import ConfigError, check_device_trust, config_from_dict
-from daemon.gallery import Gallery
 from daemon.door.service import Service
+from daemon.gallery import Gallery
 from daemon.protocol.records import RecordError, parse_enrollment
-from daemon.protocol.signing import Trust
-from daemon.server.publish import person_record, tombstone
-from daemon.protocol.signing import (KeyFileError, generate_keypair, key_id, load_private_key, load_public_keys,
-                                 load_trust, signed_message, split_signature)
+from daemon.protocol.signing import (KeyFileError, Trust, generate_keypair, key_id, load_private_key,
+                                     load_public_keys, load_trust, signed_message, split_signature)
 from daemon.protocol.topics import enroll_topic, revoke_topic
+from daemon.server.publish import person_record, tombstone
 from daemon_helpers import (TEST_KEY, TEST_TRUST, PixelEncoder, ServiceThread, copy_photos, enrollment, person_photos,
                             SiteServer, publish, revocation, service_config, unit_vectors, write_public_key)
 

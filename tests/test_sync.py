@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+from daemon.door.link import MqttLink
 from daemon.events import unlock_event
 from daemon.events.mqtt import MqttEventSink
 from daemon.events.outbox import Outbox
 from daemon.protocol.broker import BrokerSettings
-from daemon.door.link import MqttLink
 from daemon.protocol.topics import enroll_topic, event_topic, status_topic
 from daemon_helpers import (TEST_TRUST, Probe, enrollment, free_port, publish, revocation, signed,
                             unit_vectors)

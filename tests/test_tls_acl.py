@@ -29,10 +29,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import _free_port, _mosquitto_binary
-from daemon.server.client import BrokerError, EnrollmentClient
+from daemon.door.link import MqttLink
 from daemon.protocol import topics
 from daemon.protocol.broker import BrokerSettings
-from daemon.door.link import MqttLink
+from daemon.server.client import BrokerError, EnrollmentClient
 from daemon_helpers import TEST_TRUST, enrollment, unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent

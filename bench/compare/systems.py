@@ -16,13 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from daemon.config import QualityConfig
 from daemon.embeddings import load_encoder, load_model_info
 from daemon.embeddings.litert import LiteRtEncoder, open_encoder
 from daemon.faces.align import prepare_face, prepare_faces
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
-from daemon.protocol.person import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
-from daemon.config import QualityConfig
+from daemon.protocol.person import PersonRecord
 from daemon.quality import QualityPolicy
 
 FACE_RECOGNITION = "face_recognition"

@@ -17,11 +17,11 @@ import logging
 import time
 from collections import Counter, OrderedDict
 
-from daemon.protocol.person import PersonRecord
 from daemon.protocol import topics
 from daemon.protocol.manifest import CONFLICT, EXPIRED, OLD_SEQUENCE, Entry, Manifest, ManifestTop, assemble
-from daemon.protocol.wire import iso_utc
+from daemon.protocol.person import PersonRecord
 from daemon.protocol.records import RecordError
+from daemon.protocol.wire import iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy as np
 from daemon import notify as systemd
 from daemon.config import Config, check_device_trust
 from daemon.decision import UnlockDecider
-from daemon.door.health import STAGES, Counters, FrameRate, StageTimer
+from daemon.door.health import Counters, FrameRate, StageTimer
 from daemon.door.sync import Standalone, connect
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import PreparedFaces, prepare_faces
@@ -38,8 +38,6 @@ from daemon.quality import DESCRIPTIONS, QualityPolicy
 from daemon.state import private_dir
 
 log = logging.getLogger(__name__)
-
-__all__ = ["STAGES", "FrameOutcome", "Service"]
 
 UNKNOWN_FACES = "<unknown>"  # the one "person" every unknown face votes for (unknown_face events)
 

@@ -6,9 +6,9 @@ import json
 import logging
 import time
 
+from daemon.door.link import MqttLink
 from daemon.events import UNLOCK, event_time
 from daemon.events.outbox import Outbox
-from daemon.door.link import MqttLink
 from daemon.protocol.wire import compact_json, iso_utc
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.protocol.person import MAX_ENCODINGS, PersonRecord, valid_person_id
 from daemon.gallery.store import Gallery
 from daemon.images import IMAGE_SUFFIXES, ImageError, load_image
+from daemon.protocol.person import MAX_ENCODINGS, PersonRecord, valid_person_id
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.protocol.person import PersonRecord, valid_person_id
 from daemon.protocol import topics
-from daemon.protocol.wire import compact_json, iso_utc
+from daemon.protocol.person import PersonRecord, valid_person_id
 from daemon.protocol.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
-                                 field_error, int_field, timestamp_field, decode_object)
+                                     field_error, int_field, timestamp_field, decode_object)
 from daemon.protocol.signing import SignatureError, Trust, sign_payload
+from daemon.protocol.wire import compact_json, iso_utc
 
 SCHEMA = 1
 PAGE_TARGET = 1000                # entries per page the builder aims for ...

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord
 from daemon.protocol import topics
+from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord
 from daemon.protocol.signing import SignatureError, Trust
 
 SCHEMA = 2                        # 2: signed, person records keyed by model (1 was unsigned, one topic per person)

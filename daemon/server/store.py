@@ -31,10 +31,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.state import private_dir, private_file
 from daemon.protocol import topics
 from daemon.protocol.manifest import Entry, SignedManifest, build_manifest
 from daemon.server.publish import version_now
+from daemon.state import private_dir, private_file
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,16 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import ServerConfig
+from daemon.protocol import signing, topics
+from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, valid_person_id
+from daemon.protocol.records import RecordError, parse_enrollment
+from daemon.protocol.signing import Trust
+from daemon.server import publish
 from daemon.server.archive import PhotoArchive
 from daemon.server.client import EnrollmentClient
 from daemon.server.gate import PhotoGate
 from daemon.server.photos import PhotoResult, examine_photos
 from daemon.server.store import EnrollmentStore, Publication
-from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, valid_person_id
-from daemon.protocol import signing, topics
-from daemon.server import publish
-from daemon.protocol.records import RecordError, parse_enrollment
-from daemon.protocol.signing import Trust
 
 log = logging.getLogger(__name__)
 
