@@ -64,6 +64,18 @@ def test_a_person_who_is_not_enrolled_does_not_unlock(tmp_path, people, face_fix
     assert service.counters.results["unknown"] == 12
 
 
+@pytest.mark.parametrize("key, value, reason", [("min_detection_score", 1.0, "low_score"),
+                                                ("min_face_px", 1e4, "too_small"),
+                                                ("min_eye_distance_px", 1e4, "too_small"),
+                                                ("min_blur", 1e9, "too_blurred")])
+def test_each_quality_key_is_the_gate_the_door_applies(tmp_path, people, face_fixtures, key, value, reason):
+    copy_photos(person_photos(face_fixtures, X), tmp_path / "frames")
+    service, out = run_once(service_config(tmp_path, gallery={"photos": str(people)}, quality={key: value}))
+    assert events(out) == [] and not service.counters.results, "no face reaches the encoder"
+    skipped = service.counters.skipped_faces
+    assert skipped[reason] > 0 and sum(skipped.values()) == service.counters.faces > 0
+
+
 def test_unknown_face_events_are_off_by_default_and_rate_limited_when_on(tmp_path, people, face_fixtures):
     copy_photos(person_photos(face_fixtures, Y), tmp_path / "frames", repeat=2)
     cfg = service_config(tmp_path, gallery={"photos": str(people)}, events={"unknown_face": True})
