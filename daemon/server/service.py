@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from daemon import notify as systemd
+from daemon.config import MqttConfig  # the defaults
 from daemon.protocol import topics
 from daemon.protocol.broker import BrokerSettings, ConnectionState, drain
 from daemon.protocol.manifest import parse_top
@@ -50,7 +51,8 @@ MIN_REPAIR_GAP_S = 1.0  # a topic someone keeps overwriting is repaired at most 
 class EnrollmentServer(ConnectionState):
     def __init__(self, store: EnrollmentStore, site: str, key: Ed25519PrivateKey, broker: BrokerSettings, *,
                  manifest_interval_s: float, manifest_valid_s: float, settle_s: float = SETTLE_S,
-                 keepalive_s: int = 30, reconnect_min_s: int = 1, reconnect_max_s: int = 30):
+                 keepalive_s: int = MqttConfig.keepalive_s, reconnect_min_s: int = MqttConfig.reconnect_min_s,
+                 reconnect_max_s: int = MqttConfig.reconnect_max_s):
         self.store, self.site, self.key, self.broker = store, site, key, broker
         self.manifest_interval_s, self.manifest_valid_s = manifest_interval_s, manifest_valid_s
         self.settle_s = settle_s
