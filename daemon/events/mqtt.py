@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from daemon.door.link import MqttLink
 from daemon.events import UNLOCK, event_time
 from daemon.events.outbox import Outbox
 from daemon.protocol.wire import compact_json, iso_utc
+
+if TYPE_CHECKING:
+    from daemon.door.link import MqttLink
 
 log = logging.getLogger(__name__)
 
