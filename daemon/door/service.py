@@ -31,7 +31,7 @@ from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import PreparedFaces, prepare_faces
 from daemon.frames import Frame, FrameSource, ResilientSource, configured_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
-from daemon.liveness import FacePoints, Verdict, build_gate
+from daemon.liveness import FacePoints, LivenessOff, Verdict, build_gate
 from daemon.matching import MATCH, UNKNOWN, GalleryIndex, Matcher, MatchResult
 from daemon.protocol.wire import iso_utc
 from daemon.quality import DESCRIPTIONS, QualityPolicy
@@ -75,7 +75,7 @@ class Service:
         d = cfg.decision
         self.decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=d.cooldown_s)
         self.unknown_decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=cfg.events.unknown_face_interval_s)
-        self.liveness = None  # a LivenessGate, built with the models in start(); None = mode off
+        self.liveness = LivenessOff()  # the configured gate is built with the models in start()
         self.gallery: Gallery | None = None
         self.matcher: Matcher | None = None
         self.source: ResilientSource | None = None
@@ -104,8 +104,7 @@ class Service:
                             on_error=self._record_error)
         if not cfg.broker_configured or cfg.events.stdout:
             self.sinks.append(StdoutSink(self._stdout))
-        if self.sync.sink is not None:
-            self.sinks.append(self.sync.sink)
+        self.sinks += self.sync.sinks
         self.sync.start()
         self._rebuild_index()
         self.ready_after_s = self._clock() - self.started_at
@@ -195,9 +194,8 @@ class Service:
                     log.debug("face %d/%d: %s", i, len(embeddings), self.matcher.explain(embedding, result))
             t = self._lap("match", t)
             self.counters.results.update(r.status for r in out.results)
-        if self.liveness is not None:
-            self._observe_liveness(image, found, out.results)
-            t = self._lap("liveness", t)
+        self._observe_liveness(image, found, out.results)
+        t = self._lap("liveness", t)
         out.events = self._decide(out.results)
         self._lap("decide", t)
         for event in out.events:
@@ -234,7 +232,7 @@ class Service:
         verdicts: dict[str, Verdict] = {}
 
         def live(unlock) -> bool:  # the votes say unlock; does liveness agree?
-            verdict = self.liveness.decide(unlock.person_id, now) if self.liveness is not None else None
+            verdict = self.liveness.decide(unlock.person_id, now)
             log.debug("decision %s: matched in %d of the last %d frames (best distance %.3f); %s -> %s",
                       unlock.person_id, unlock.frames_voted, self.decider.n, unlock.distance,
                       f"liveness {verdict.mode}: {verdict.explain()}" if verdict else "liveness off",
@@ -332,7 +330,7 @@ class Service:
                        "reopen_count": src.reopen_count if src else 0,
                        "last_error": src.last_error if src else None},
             "broker": sync["broker"],
-            "liveness": self.liveness.health() if self.liveness is not None else {"mode": "off"},
+            "liveness": self.liveness.health(),
             "last_error": errors[0] if errors else None,
             "timings_ms": self.timer.snapshot(),
         }

@@ -29,7 +29,7 @@ class Standalone:
     person in it is matched."""
 
     generation = 0
-    sink = None
+    sinks = ()
     last_error = None
 
     def start(self) -> None:
@@ -97,6 +97,7 @@ class BrokerSync:
         self.sink = MqttEventSink(self.link, Outbox.open(state_dir),
                                   topics.event_topic(cfg.device.site, cfg.device.id),
                                   unlock_max_age_s=cfg.events.unlock_max_age_s, max_age_s=cfg.events.max_age_s)
+        self.sinks = (self.sink,)
         self._health_topic = topics.health_topic(cfg.device.site, cfg.device.id)
 
     @property
