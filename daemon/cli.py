@@ -140,8 +140,8 @@ def _signing_key(cfg, required: bool):
 
 
 def _broker_client(cfg, timeout_s: float):
-    from daemon.server.client import EnrollmentClient
     from daemon.protocol.broker import BrokerSettings
+    from daemon.server.client import EnrollmentClient
     if not cfg.broker_configured:
         raise ValueError("no broker: set mqtt.host in --config or pass --mqtt-host (or --out for a dry run)")
     return EnrollmentClient(BrokerSettings.from_config(cfg.mqtt), timeout_s=timeout_s)
@@ -254,8 +254,8 @@ def _cmd_remove(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from daemon.server.tool import held_records, stored_records
     from daemon.protocol.signing import Trust, load_public_keys
+    from daemon.server.tool import held_records, stored_records
 
     cfg = _server_config(args)
     keys = load_public_keys(cfg.enrollment.public_key) if cfg.enrollment.public_key else []
@@ -293,8 +293,8 @@ def _cmd_list(args) -> int:
 def _cmd_server(args) -> int:
     import signal
 
-    from daemon.server.service import EnrollmentServer
     from daemon.protocol.broker import BrokerSettings
+    from daemon.server.service import EnrollmentServer
 
     cfg = _server_config(args)
     key = _signing_key(cfg, required=True)
