@@ -241,6 +241,20 @@ def test_the_runtime_never_imports_tensorflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("modules, forbidden", [
+    ("daemon.door.service, daemon.door.sync, daemon.door.link, daemon.events.mqtt", ("daemon.server",)),
+    ("daemon.server.service, daemon.server.tool, daemon.server.photos", ("daemon.door", "daemon.gallery")),
+])
+def test_the_door_and_the_enrollment_server_share_only_the_protocol_and_the_stages(modules, forbidden):
+    """A door never carries the server's code (signing, the store), and the server keeps its own store."""
+    import subprocess
+    import sys
+    code = (f"import sys, {modules}; bad = sorted(m for m in sys.modules if m.startswith({forbidden!r})); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_state_file_of_a_door_with_a_broker_is_private(tmp_path, broker, face_fixtures):
     """The gallery, the event outbox and their -wal/-shm files: 0600 whatever the umask."""
     import os
