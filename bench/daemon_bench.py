@@ -63,7 +63,9 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
     """The Service loop on replayed frames. The frames' faces are enrolled, so with ``liveness``
     on every face is also checked (still photos never pass: the cost is paid on every frame)."""
     from daemon.config import config_from_dict
-    from daemon.service import STAGES, Service
+    from daemon.door.health import StageTimer
+    from daemon.door.service import Service
+    from daemon.frames import open_source
 
     cfg = config_from_dict({
         "device": {"state_dir": str(state_dir)},
@@ -72,26 +74,28 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
         "gallery": {"photos": str(FACES)},
         "liveness": {"mode": liveness},
     }, env={})
-    service = Service(cfg, stdout=io.StringIO())
+    frames = open_source("replay", path=frames_dir, fps=1.0, loop=True, realtime=False)
+    frames.open()
+    timer = StageTimer()
+    service = Service(cfg, stdout=io.StringIO(), timer=timer)
     service.start()
     for _ in range(20):  # warm-up
-        service.process_frame(service.source.read())
-    service.timer.total_s.clear()
-    service.timer.count.clear()
+        service.process_frame(frames.read())
+    timer.clear()
     faces = 0
     started = time.perf_counter()
     for _ in range(n_frames):
         t = time.perf_counter()
-        frame = service.source.read()
-        service.timer.add("capture", time.perf_counter() - t)
+        frame = frames.read()
+        timer.add("capture", time.perf_counter() - t)
         faces += len(service.process_frame(frame).results)
     elapsed = time.perf_counter() - started
-    timer = service.timer
     service.close()
+    frames.close()
     return {
         "frames": n_frames, "frame_size": "640x480", "faces_embedded_per_frame": round(faces / n_frames, 2),
         "liveness": liveness,
-        "stages_ms": {s: round(timer.total_s[s] / max(timer.count[s], 1) * 1000, 3) for s in STAGES},
+        "stages_ms": timer.average_ms(),
         "per_frame_ms": round(elapsed / n_frames * 1000, 3),
         "fps": round(n_frames / elapsed, 1),
     }

@@ -157,17 +157,19 @@ def eyes_section(root: Path, detector, closed_ear: float) -> dict:
 
 def nuaa_readings(root: Path, seqs, detector, fold_model) -> dict:
     """Per frame of every sequence: time, blink value, live probability (the subject's fold model)."""
-    from daemon.liveness.blink import BlinkCue
+    from daemon.config import LivenessConfig
+    from daemon.liveness.blink import BlinkCue, BlinkThresholds
     from daemon.liveness.cue import FacePoints
     from daemon.liveness.passive import PadModel, PassiveCue
     from model_build.liveness.data import load_frame
-    blink = BlinkCue()
+    defaults = LivenessConfig()
+    blink = BlinkCue(BlinkThresholds.from_config(defaults))
     passive = {}
     out = {}
     for key, samples in seqs.items():
         subject = samples[0].subject
         if subject not in passive:
-            passive[subject] = PassiveCue(PadModel(fold_model(subject)))
+            passive[subject] = PassiveCue(PadModel(fold_model(subject)), min_frames=defaults.passive_min_frames)
         rows = []
         for s in samples:
             image = load_frame(root, s)
@@ -269,7 +271,7 @@ def door_section(root: Path, seqs, encoder, detector, fold_model, modes, window_
     from daemon.config import config_from_dict
     from daemon.liveness.policy import MODES as CUES
     from daemon.matching import MATCH
-    from daemon.service import Service
+    from daemon.door.service import Service
     from model_build.liveness.data import load_frame
 
     # Everyone enrolled from one real frame: the first of their first real session, which
@@ -295,11 +297,12 @@ def door_section(root: Path, seqs, encoder, detector, fold_model, modes, window_
             cfg = config_from_dict({"device": {"state_dir": str(work / f"state-{mode}")},
                                     "gallery": {"photos": str(photos)}, "liveness": liveness}, env={})
             clock = SequenceClock(seq_frames[0][0])
-            service = Service(cfg, source=TimedFrames(seq_frames, clock), encoder=encoder, detector=detector,
-                              stdout=io.StringIO(), clock=clock)
-            service.start()
+            replay = TimedFrames(seq_frames, clock)
+            service = Service(cfg, source=replay, encoder=encoder, detector=detector, stdout=io.StringIO(),
+                              clock=clock)
+            service.start()  # opens the replay
             unlocked_at, others, matched = None, set(), 0
-            while (frame := service.source.read()) is not None:
+            while (frame := replay.read()) is not None:
                 outcome = service.process_frame(frame)
                 matched += any(r.status == MATCH and r.person_id == subject for r in outcome.results)
                 for e in outcome.events:
@@ -385,11 +388,14 @@ def rigidity_section(root: Path, seqs, detector) -> dict:
 # ---------------------------------------------------------------- 5. cost
 
 def cost_section(root: Path, seqs, detector, pad_model: Path, n: int) -> dict:
-    from daemon.liveness.blink import BlinkCue
+    from daemon.config import LivenessConfig
+    from daemon.liveness.blink import BlinkCue, BlinkThresholds
     from daemon.liveness.cue import FacePoints
     from daemon.liveness.passive import PadModel, PassiveCue
     from model_build.liveness.data import load_frame
-    cues = {"blink": BlinkCue(), "passive": PassiveCue(PadModel(pad_model))}
+    defaults = LivenessConfig()
+    cues = {"blink": BlinkCue(BlinkThresholds.from_config(defaults)),
+            "passive": PassiveCue(PadModel(pad_model), min_frames=defaults.passive_min_frames)}
     faces = []
     for samples in seqs.values():
         for s in samples[:: max(1, len(samples) // 4)]:
@@ -471,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         bool(sections & {"door", "window"}) and bool({"passive", "both"} & set(args.modes.split(","))))
     # The folds all carry the threshold train-liveness was given; the config's wins when set.
     threshold = defaults.passive_threshold or (PadInfo.load(fold_model("0001")).threshold if needs_pad else None)
-    settings = {"blink": BlinkThresholds(defaults.blink_closed_ear, defaults.blink_open_ear),
+    settings = {"blink": BlinkThresholds.from_config(defaults),
                 "passive_threshold": threshold, "passive_min_frames": defaults.passive_min_frames}
     result = {"machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu,
                           "python": platform.python_version(),

@@ -19,8 +19,8 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.machine import cpu_model
-from daemon.sync.manifest import MAX_PAGE_BYTES, assemble, build_manifest, parse_page, parse_top
-from daemon.sync.signing import Trust
+from daemon.protocol.manifest import MAX_PAGE_BYTES, assemble, build_manifest, parse_page, parse_top
+from daemon.protocol.signing import Trust
 
 SITE, MODEL = "hq", "fg-f43456ca724bd70e"
 

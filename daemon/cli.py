@@ -69,7 +69,7 @@ def _cmd_run(args) -> int:
 
     from daemon.config import ConfigError, check_device_trust, load_config
     from daemon.gallery import GalleryError
-    from daemon.service import Service
+    from daemon.door.service import Service
     from daemon.state import StateDirError
 
     try:
@@ -129,7 +129,7 @@ def _server_config(args):
 
 
 def _signing_key(cfg, required: bool):
-    from daemon.sync.signing import load_private_key
+    from daemon.protocol.signing import load_private_key
     if cfg.enrollment.signing_key:
         return load_private_key(cfg.enrollment.signing_key)
     if required:
@@ -140,15 +140,15 @@ def _signing_key(cfg, required: bool):
 
 
 def _broker_client(cfg, timeout_s: float):
-    from daemon.enroll.client import EnrollmentClient
-    from daemon.sync.broker import BrokerSettings
+    from daemon.protocol.broker import BrokerSettings
+    from daemon.server.client import EnrollmentClient
     if not cfg.broker_configured:
         raise ValueError("no broker: set mqtt.host in --config or pass --mqtt-host (or --out for a dry run)")
     return EnrollmentClient(BrokerSettings.from_config(cfg.mqtt), timeout_s=timeout_s)
 
 
 def _store(cfg):
-    from daemon.enroll.store import EnrollmentStore
+    from daemon.server.store import EnrollmentStore
     return EnrollmentStore.open(cfg.server.state_dir)
 
 
@@ -158,8 +158,8 @@ def _with_target(args, work) -> int:
     `facegate server` publishes it."""
     from pathlib import Path
 
-    from daemon.enroll.client import BrokerError
-    from daemon.enroll.tool import Target
+    from daemon.server.client import BrokerError
+    from daemon.server.tool import Target
     cfg = _server_config(args)
     out = Path(args.out) if getattr(args, "out", None) else None
     key = _signing_key(cfg, required=out is None)  # checked before connecting
@@ -182,7 +182,7 @@ def _with_target(args, work) -> int:
 
 
 def _gate(args):
-    from daemon.enroll.gate import PhotoGate
+    from daemon.server.gate import PhotoGate
     return PhotoGate(min_detection_score=args.min_score, min_face_px=args.min_face_px, min_blur=args.min_sharpness,
                      consistency_threshold=args.consistency_threshold)
 
@@ -194,7 +194,7 @@ def _print_photos(outcome) -> None:
 
 
 def _cmd_keygen(args) -> int:
-    from daemon.sync.signing import generate_keypair
+    from daemon.protocol.signing import generate_keypair
     pair = generate_keypair(args.out)
     print(f"private key {pair.private_path} (mode 600: keep it on the enrollment server only)")
     print(f"public key  {pair.public_path} (copy it to every device: enrollment.public_key)")
@@ -205,7 +205,7 @@ def _cmd_keygen(args) -> int:
 def _cmd_enroll(args) -> int:
     from daemon.api import default_detector
     from daemon.embeddings import load_encoder
-    from daemon.enroll.tool import NoUsablePhoto, enroll
+    from daemon.server.tool import NoUsablePhoto, enroll
 
     encoder = load_encoder(args.model, args.backend)
 
@@ -234,7 +234,7 @@ def _cmd_enroll(args) -> int:
 
 
 def _cmd_remove(args) -> int:
-    from daemon.enroll.tool import remove
+    from daemon.server.tool import remove
 
     def work(target) -> int:
         outcome = remove(target, args.person_id, keep_photos=args.keep_photos)
@@ -254,8 +254,8 @@ def _cmd_remove(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from daemon.enroll.tool import held_records, stored_records
-    from daemon.sync.signing import Trust, load_public_keys
+    from daemon.protocol.signing import Trust, load_public_keys
+    from daemon.server.tool import held_records, stored_records
 
     cfg = _server_config(args)
     keys = load_public_keys(cfg.enrollment.public_key) if cfg.enrollment.public_key else []
@@ -278,7 +278,7 @@ def _cmd_list(args) -> int:
         for h in held:
             print(json.dumps(h.to_dict()))
         return 0
-    from daemon.sync.publish import iso_utc
+    from daemon.protocol.wire import iso_utc
     print(f"{'PERSON':<20} {'NAME':<24} {'KIND':<9} {'VERSION':>14} {'MODEL':<20} {'ENC':>3}  SIGNATURE")
     for h in held:
         print(f"{h.person_id:<20} {h.name[:24]:<24} {h.kind:<9} {h.version:>14} {h.model_id[:20]:<20} "
@@ -293,8 +293,8 @@ def _cmd_list(args) -> int:
 def _cmd_server(args) -> int:
     import signal
 
-    from daemon.enroll.server import EnrollmentServer
-    from daemon.sync.broker import BrokerSettings
+    from daemon.protocol.broker import BrokerSettings
+    from daemon.server.service import EnrollmentServer
 
     cfg = _server_config(args)
     key = _signing_key(cfg, required=True)
@@ -330,7 +330,7 @@ def _cmd_reembed(args) -> int:
 
     from daemon.api import default_detector
     from daemon.embeddings import load_encoder
-    from daemon.enroll.tool import reembed
+    from daemon.server.tool import reembed
 
     encoder = load_encoder(args.model, args.backend)
     if args.out:
@@ -371,10 +371,11 @@ def _add_server_options(p, out_help: str | None) -> None:
 
 def _add_photo_options(p, model_help: str = "encoder .tflite (default: the shipped model)",
                        model_required: bool = False) -> None:
-    from daemon.enroll.gate import PhotoGate
+    from daemon.config import BACKENDS
+    from daemon.server.gate import PhotoGate
     g = PhotoGate()
     p.add_argument("--model", metavar="PATH", help=model_help, required=model_required)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
+    p.add_argument("--backend", default="cpu", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--min-face-px", type=float, default=g.min_face_px, metavar="PX",
                    help=f"shorter side of the face box (default {g.min_face_px:.0f})")
     p.add_argument("--min-sharpness", type=float, default=g.min_blur, metavar="V",
@@ -400,6 +401,7 @@ BACKEND_HELP = "where the encoder runs: cpu, or edgetpu (a Coral USB or PCIe acc
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from daemon.config import BACKENDS, LIVENESS_MODES
     verbose_help = "debug logging (with `run`: one line per face, why it matched or not)"
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "embedding.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, BMP, WebP, TIFF or PNM files")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", default="cpu", choices=["cpu", "edgetpu"], help=BACKEND_HELP)
+    p.add_argument("--backend", default="cpu", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.set_defaults(func=_cmd_embed)
 
@@ -447,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-host", metavar="HOST", help="MQTT broker (default: none, events on stdout)")
     p.add_argument("--mqtt-port", type=int, metavar="PORT", help="MQTT broker port (mqtt.port)")
     p.add_argument("--model", metavar="PATH", help="encoder .tflite (default: the shipped model)")
-    p.add_argument("--backend", choices=["cpu", "edgetpu"], help=BACKEND_HELP + " (model.backend)")
-    p.add_argument("--liveness", choices=["off", "blink", "passive", "both"],
+    p.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP + " (model.backend)")
+    p.add_argument("--liveness", choices=LIVENESS_MODES,
                    help="presentation-attack check (default: the config's liveness.mode; see docs/security.md)")
     p.set_defaults(func=_cmd_run)
 
@@ -518,10 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from daemon.logs import configure
     configure(args.verbose)
-    from daemon.enroll.client import BrokerError
+    from daemon.server.client import BrokerError
     from daemon.images import ImageError
     from daemon.runtime import ModelError
-    from daemon.enroll.store import StoreError
+    from daemon.server.store import StoreError
     from daemon.state import StateDirError
     try:
         return args.func(args)

@@ -25,12 +25,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from daemon.events.homeassistant import DEFAULT_PREFIX, prefix_error
-from daemon.sync.topics import valid_name
+from daemon.protocol.topics import valid_name
 
-SOURCE_KINDS = ("replay", "opencv", "picamera2")
+# The words a config may use; the command line and the packages that act on them import
+# them from here (this module stays cheap to import: no models, no OpenCV).
+SOURCE_KINDS = ("replay", "opencv", "picamera2")       # daemon.frames.SOURCES maps them to classes
+BACKENDS = ("cpu", "edgetpu")                          # daemon.embeddings.load_encoder
+LIVENESS_MODES = ("off", "blink", "passive", "both")   # daemon.liveness.policy.MODES says which cues each runs
 ON_EXPIRED_MANIFEST = ("keep", "deny")
-BACKENDS = ("cpu", "edgetpu")  # daemon.embeddings.BACKENDS, without importing the runtime
-LIVENESS_MODES = ("off", "blink", "passive", "both")  # daemon.liveness.MODES, without importing models
 PASSWORD_ENV = "FACEGATE_MQTT_PASSWORD"
 PASSWORD_FILE_ENV = "FACEGATE_MQTT_PASSWORD_FILE"
 USERNAME_ENV = "FACEGATE_MQTT_USERNAME"
@@ -364,7 +366,7 @@ def _check_files(cfg: Config) -> None:
         if value and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} is not a file")
     if cfg.enrollment.public_key:
-        from daemon.sync.signing import KeyFileError, load_public_keys
+        from daemon.protocol.signing import KeyFileError, load_public_keys
         try:
             load_public_keys(cfg.enrollment.public_key)
         except KeyFileError as exc:

@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 8
 FORMATS = "JPEG, PNG, BMP, WebP, TIFF or PNM"
+# The file names a folder of images (replay, gallery photos, data sets) is read by.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"})
 
 
 class ImageError(ValueError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +53,21 @@ def watchdog_interval() -> float | None:
     if microseconds <= 0:
         return None
     return microseconds / 2 / 1_000_000
+
+
+class Watchdog:
+    """Pings systemd's watchdog often enough (half its WatchdogSec); a no-op without one."""
+
+    def __init__(self, clock=time.monotonic):
+        self.interval_s = watchdog_interval()
+        self._clock = clock
+        self._next = 0.0
+
+    def ping(self, status=None) -> None:
+        """Send "WATCHDOG=1" if one is due, with ``status()`` (a callable) as STATUS."""
+        if self.interval_s is None:
+            return
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self.interval_s
+            notify("WATCHDOG=1" + (f"\nSTATUS={status()}" if status is not None else ""))

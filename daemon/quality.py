@@ -2,33 +2,41 @@
 too uncertain to trust are skipped (and counted) rather than matched.
 
 A small or blurred face still produces an embedding, just an unreliable one; matching
-it would turn image noise into false accepts or flickering votes.
+it would turn image noise into false accepts or flickering votes. The thresholds and
+their defaults are ``[quality]`` in daemon/config.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from daemon.faces.align import blur_score
-from daemon.faces.detect import Face
+if TYPE_CHECKING:  # the reason codes are imported by the command line's parser: no cv2 for that
+    from daemon.config import QualityConfig
+    from daemon.faces.detect import Face
 
-# Stable reason codes: they are health-record keys and log words.
+# Stable reason codes: they are health-record keys and log words (the enrollment photo
+# gate, daemon/server/gate.py, uses them too).
 LOW_SCORE = "low_score"
 TOO_SMALL = "too_small"
 TOO_BLURRED = "too_blurred"
-REASONS = (LOW_SCORE, TOO_SMALL, TOO_BLURRED)
 DESCRIPTIONS = {LOW_SCORE: "face detection too uncertain", TOO_SMALL: "face too small",
                 TOO_BLURRED: "face too blurred"}
 
 
 @dataclass(frozen=True)
 class QualityPolicy:
-    min_detection_score: float = 0.6
-    min_face_px: float = 40.0          # shorter side of the detection box, in frame pixels
-    min_eye_distance_px: float = 15.0  # the crop puts the eyes ~32 px apart; far below that is upscaled mush
-    min_blur: float = 25.0             # variance of the Laplacian of the aligned crop
+    min_detection_score: float
+    min_face_px: float          # shorter side of the detection box, in frame pixels
+    min_eye_distance_px: float  # the crop puts the eyes ~32 px apart; far below that is upscaled mush
+    min_blur: float             # variance of the Laplacian of the aligned crop
+
+    @classmethod
+    def from_config(cls, q: QualityConfig) -> "QualityPolicy":
+        return cls(min_detection_score=q.min_detection_score, min_face_px=q.min_face_px,
+                   min_eye_distance_px=q.min_eye_distance_px, min_blur=q.min_blur)
 
     def face_problem(self, face: Face) -> str | None:
         """Why a detected face should be skipped before aligning it, or None."""
@@ -40,4 +48,5 @@ class QualityPolicy:
 
     def crop_problem(self, crop: np.ndarray) -> str | None:
         """Why an aligned crop should not be embedded, or None."""
+        from daemon.faces.align import blur_score
         return TOO_BLURRED if blur_score(crop) < self.min_blur else None

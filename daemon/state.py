@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -55,3 +56,15 @@ def private_file(path: str | Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def move_aside(database: str | Path) -> str:
+    """Rename an unreadable SQLite file (and its -wal/-shm) to ``*.corrupt-<time>``, never
+    deleting it: it may still be worth recovering by hand. Returns the new name of the file."""
+    database = Path(database)
+    suffix = f".corrupt-{int(time.time())}"
+    for extra in ("", "-wal", "-shm"):
+        part = database.with_name(database.name + extra)
+        if part.exists():
+            part.rename(part.with_name(part.name + suffix))
+    return database.name + suffix

@@ -21,15 +21,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from daemon.config import config_from_dict
+from daemon.door.service import Service
 from daemon.embeddings.base import ModelInfo
-from daemon.enroll.client import EnrollmentClient
-from daemon.enroll.store import EnrollmentStore, Publication
-from daemon.enroll.tool import Target, commit
-from daemon.service import Service
-from daemon.sync import publish as records
-from daemon.sync.broker import BrokerSettings
-from daemon.sync.records import parse_enrollment
-from daemon.sync.signing import Trust, sign_payload
+from daemon.protocol.broker import BrokerSettings
+from daemon.protocol.records import parse_enrollment
+from daemon.protocol.signing import Trust, sign_payload
+from daemon.server import publish as records
+from daemon.server.client import EnrollmentClient
+from daemon.server.store import EnrollmentStore, Publication
+from daemon.server.tool import Target, commit
 
 # The enrollment server's key in the tests (fixed, so failures are reproducible).
 TEST_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"facegate test signing key").digest())

@@ -102,3 +102,13 @@ def test_an_unreadable_password_file_names_its_source(tmp_path):
         config_from_dict({}, env={"FACEGATE_MQTT_PASSWORD_FILE": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="mqtt.password_file: cannot read"):
         config_from_dict({"mqtt": {"password_file": str(tmp_path / "missing")}}, env={})
+
+
+def test_every_word_a_config_accepts_is_one_the_runtime_acts_on():
+    """config.py is the one list of source kinds and liveness modes; each must exist."""
+    from daemon.config import LIVENESS_MODES, SOURCE_KINDS
+    from daemon.frames import SOURCES
+    from daemon.liveness.policy import MODES
+
+    assert set(SOURCE_KINDS) == set(SOURCES)
+    assert set(LIVENESS_MODES) == set(MODES)

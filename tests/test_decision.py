@@ -20,20 +20,20 @@ NONE: dict = {}
 
 
 def test_unlocks_on_the_kth_matching_frame_not_before():
-    got = feed(UnlockDecider(k=3, n=5), [A, A, A, A])
+    got = feed(UnlockDecider(k=3, n=5, cooldown_s=10.0), [A, A, A, A])
     assert got == [(2, Unlock("alice", 3, 0.5))]
 
 
 def test_votes_may_be_spread_over_the_last_n_frames():
-    assert [i for i, _ in feed(UnlockDecider(3, 5), [A, NONE, A, NONE, A])] == [4]
+    assert [i for i, _ in feed(UnlockDecider(k=3, n=5, cooldown_s=10.0), [A, NONE, A, NONE, A])] == [4]
 
 
 def test_votes_older_than_n_frames_do_not_count():
-    assert feed(UnlockDecider(3, 5), [A, NONE, NONE, A, NONE, NONE, A, NONE, NONE]) == []
+    assert feed(UnlockDecider(k=3, n=5, cooldown_s=10.0), [A, NONE, NONE, A, NONE, NONE, A, NONE, NONE]) == []
 
 
 def test_one_stray_match_never_unlocks():
-    assert feed(UnlockDecider(3, 5), [{"mallory": 0.8}] + [NONE] * 10) == []
+    assert feed(UnlockDecider(k=3, n=5, cooldown_s=10.0), [{"mallory": 0.8}] + [NONE] * 10) == []
 
 
 def test_cooldown_blocks_repeats_for_that_person_then_expires():
@@ -52,16 +52,16 @@ def test_cooldown_is_per_person():
 
 
 def test_reports_votes_and_best_distance():
-    d = UnlockDecider(k=3, n=5)
+    d = UnlockDecider(k=3, n=5, cooldown_s=10.0)
     got = feed(d, [{"alice": 0.7}, {"alice": 0.4}, NONE, {"alice": 0.6}])
     assert got == [(3, Unlock("alice", 3, 0.4))]
 
 
 def test_k_equal_1_unlocks_at_once():
-    assert [i for i, _ in feed(UnlockDecider(1, 1, 0), [A])] == [0]
+    assert [i for i, _ in feed(UnlockDecider(k=1, n=1, cooldown_s=0), [A])] == [0]
 
 
 @pytest.mark.parametrize("k,n,cooldown", [(0, 5, 1), (6, 5, 1), (3, 5, -1)])
 def test_invalid_parameters_are_refused(k, n, cooldown):
     with pytest.raises(ValueError):
-        UnlockDecider(k, n, cooldown)
+        UnlockDecider(k=k, n=n, cooldown_s=cooldown)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from daemon.service import Service
+from daemon.door.service import Service
 from daemon_helpers import PixelEncoder, copy_photos, person_photos, service_config
 
 X, Y = "Jean_Chretien", "Serena_Williams"
@@ -21,7 +21,7 @@ def test_verbose_logs_one_line_per_face_with_its_match_distance_and_margin(tmp_p
                       stdout=io.StringIO())
     service.start()
     try:
-        with caplog.at_level(logging.DEBUG, logger="daemon.service"):
+        with caplog.at_level(logging.DEBUG, logger="daemon.door.service"):
             service.run(exit_at_end=True)
     finally:
         service.close()

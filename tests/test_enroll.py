@@ -20,17 +20,20 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.enroll.client import EnrollmentClient
-from daemon.enroll.gate import PhotoGate, find_outliers
-from daemon.enroll.store import EnrollmentStore
-from daemon.enroll.photos import examine_photo, examine_photos
-from daemon.enroll.tool import EnrollError, NoUsablePhoto, Target, enroll, held_records, reembed, remove
+from daemon.door.admission import Admission
+from daemon.door.link import MqttLink
 from daemon.faces.detect import FaceDetector
-from daemon.gallery import Gallery, PersonRecord
-from daemon.sync import parse_enrollment, publish as build, topics
-from daemon.sync.broker import BrokerSettings
-from daemon.sync.admission import Admission
-from daemon.sync.link import MqttLink
+from daemon.gallery import Gallery
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings
+from daemon.protocol.person import PersonRecord
+from daemon.protocol.records import parse_enrollment
+from daemon.server import publish as build
+from daemon.server.client import EnrollmentClient
+from daemon.server.gate import PhotoGate, find_outliers
+from daemon.server.photos import examine_photo, examine_photos
+from daemon.server.store import EnrollmentStore
+from daemon.server.tool import EnrollError, NoUsablePhoto, Target, enroll, held_records, reembed, remove
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, person_photos, publish, unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -363,7 +366,7 @@ def test_publishing_without_a_key_or_a_broker_is_a_clear_error(tmp_path, encoder
     assert no_key.returncode == 2 and "no signing key" in no_key.stderr
     missing_key = facegate("remove", "a", "--signing-key", str(tmp_path / "missing.key"))
     assert missing_key.returncode == 2 and "missing.key: not found" in missing_key.stderr
-    from daemon.sync.signing import generate_keypair
+    from daemon.protocol.signing import generate_keypair
     key = generate_keypair(tmp_path / "keys").private_path
     no_broker = facegate("remove", "a", "--signing-key", str(key))
     assert no_broker.returncode == 2 and "no broker: set mqtt.host" in no_broker.stderr

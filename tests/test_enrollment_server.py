@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.enroll.client import EnrollmentClient
-from daemon.enroll.server import EnrollmentServer
-from daemon.enroll.store import EnrollmentStore, Publication
-from daemon.enroll.tool import Target, enroll, remove
+from daemon.door.service import Service
 from daemon.faces.detect import FaceDetector
-from daemon.service import Service
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings
+from daemon.server.client import EnrollmentClient
+from daemon.server.service import EnrollmentServer
+from daemon.server.store import EnrollmentStore, Publication
+from daemon.server.tool import Target, enroll, remove
 from daemon_helpers import (TEST_KEY, PixelEncoder, ServiceThread, copy_photos, person_photos, publish, revocation,
                             service_config, wait_for)
 
@@ -275,8 +275,8 @@ def test_facegate_server_from_the_command_line_fills_an_empty_broker_and_stops_o
     site = f"c{os.getpid()}"
     store = EnrollmentStore.open(tmp_path / "server")
     from daemon_helpers import enrollment, unit_vectors
-    from daemon.sync.records import parse_enrollment
-    from daemon.sync.signing import Trust
+    from daemon.protocol.records import parse_enrollment
+    from daemon.protocol.signing import Trust
     topic, payload = enrollment(site, "alice", unit_vectors(2), "m1", 5)
     record = parse_enrollment(topic, payload, site, None, trust=Trust.of(TEST_KEY.public_key()))
     store.add(Publication.of(site, topic, payload, record))
@@ -326,7 +326,7 @@ def test_the_store_is_intact_after_kill_9_during_a_burst_of_changes(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from daemon.enroll.store import EnrollmentStore, Publication
+        from daemon.server.store import EnrollmentStore, Publication
         store = EnrollmentStore.open({str(tmp_path / 'server')!r})
         i = 0
         while True:
@@ -388,8 +388,8 @@ def test_the_store_is_private_after_a_hand_run_of_the_command_line(tmp_path):
 
 def test_a_signed_record_the_store_never_made_is_not_imported_if_older(tmp_path):
     """Importing is only for what is newer than the store: a replayed old record is not."""
-    from daemon.enroll.tool import import_newer
-    from daemon.sync.signing import Trust
+    from daemon.server.tool import import_newer
+    from daemon.protocol.signing import Trust
     from daemon_helpers import enrollment, unit_vectors
     store = EnrollmentStore.open(tmp_path / "server")
     trust = Trust.of(TEST_KEY.public_key())

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timezone
 
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
-from daemon.events.outbox import Outbox
+from daemon.events.outbox import FILENAME, Outbox
 
 
 def make_unlock(**changes):
@@ -62,6 +62,15 @@ def test_outbox_keeps_undelivered_events_across_restarts_in_order(tmp_path):
     box = Outbox.open(tmp_path)
     assert box.pending() == [("e1", b"payload 1"), ("e2", b"payload 2")]
     assert len(box) == 2
+
+
+def test_a_corrupt_outbox_is_kept_aside_and_a_new_one_takes_events(tmp_path):
+    (tmp_path / FILENAME).write_bytes(b"not an outbox" * 100)
+    box = Outbox.open(tmp_path)
+    box.add("e1", b"payload")
+    assert box.pending() == [("e1", b"payload")]
+    kept = list(tmp_path.glob(FILENAME + ".corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"not an outbox"), "kept for recovery by hand"
 
 
 def test_outbox_drops_the_oldest_when_full(tmp_path, caplog):

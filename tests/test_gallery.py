@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.gallery import Gallery, PersonRecord, PhotoRejected, seed_from_photos
+from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
 from daemon.gallery.store import FILENAME
+from daemon.protocol.person import PersonRecord
 from daemon_helpers import unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +84,8 @@ def test_committed_record_survives_a_crash(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys, numpy as np
         sys.path.insert(0, {str(REPO)!r})
-        from daemon.gallery import Gallery, PersonRecord
+        from daemon.gallery import Gallery
+        from daemon.protocol.person import PersonRecord
         g = Gallery.open({str(tmp_path)!r})
         g.apply(PersonRecord("alice", 4, "m1", "Alice", np.eye(2, 128, dtype=np.float32), 1.0))
         os._exit(1)

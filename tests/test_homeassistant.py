@@ -27,10 +27,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from daemon.api import embed_image
 from daemon.config import ConfigError
+from daemon.door.service import Service
 from daemon.events import homeassistant as ha
 from daemon.liveness import LivenessGate
-from daemon.service import Service
-from daemon.sync.topics import event_topic, health_topic, status_topic
+from daemon.protocol.topics import event_topic, health_topic, status_topic
 from daemon_helpers import PixelEncoder, Probe, ServiceThread, SiteServer, enrollment, person_photos, service_config
 
 X, Y = "Jean_Chretien", "Serena_Williams"  # X is enrolled, Y is not
@@ -283,7 +283,7 @@ def test_the_configs_come_back_after_the_broker_lost_them(tmp_path, volatile_bro
         assert first.wait_for(lambda p: len(configs_held(p)) == len(ha.ENTITIES))
         first.close()
         volatile_broker.restart()
-        assert running.wait_until(lambda s: s.link.connect_count >= 2 and s.link.connected, timeout=20)
+        assert running.wait_until(lambda s: s.sync.link.connect_count >= 2 and s.sync.link.connected, timeout=20)
         again = Probe(volatile_broker, "homeassistant/#")
         assert again.wait_for(lambda p: len(configs_held(p)) == len(ha.ENTITIES)), again.messages
         again.close()
@@ -306,7 +306,7 @@ def test_with_discovery_off_the_door_publishes_no_config(tmp_path, broker, face_
         assert probe.wait_for(lambda p: len(p.payloads(health_topic(site, "door1"))) >= 3)
         time.sleep(0.5)
         assert not [t for t, _, _ in probe.messages if t.startswith("homeassistant/") and site in t]
-        assert running.service.link.retained == ()
+        assert running.service.sync.link.retained == ()
     finally:
         running.stop()
         probe.close()

@@ -28,17 +28,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.client import MQTTMessage
 
-from daemon.enroll.gate import PhotoGate
-from daemon.enroll.photos import examine_photo
+from daemon.door.link import MqttLink
 from daemon.gallery import Gallery
 from daemon.images import MAX_FILE_BYTES, ImageError, decode_image, load_image
-from daemon.sync import publish as build
-from daemon.sync.broker import BrokerSettings
-from daemon.sync.link import MqttLink
-from daemon.sync.records import max_payload_bytes
-from daemon.sync.signing import key_id, sign_payload
-from daemon.sync.manifest import build_manifest
-from daemon.sync.topics import enroll_topic, manifest_page_topic, manifest_topic, parse_sync_topic, revoke_topic
+from daemon.protocol.broker import BrokerSettings
+from daemon.protocol.manifest import build_manifest
+from daemon.protocol.records import max_payload_bytes
+from daemon.protocol.signing import key_id, sign_payload
+from daemon.protocol.topics import enroll_topic, manifest_page_topic, manifest_topic, parse_sync_topic, revoke_topic
+from daemon.server import publish as build
+from daemon.server.gate import PhotoGate
+from daemon.server.photos import examine_photo
 from daemon_helpers import TEST_KEY, TEST_TRUST, PixelEncoder, unit_vectors
 
 SITE, MODEL, D = "hq", "m1", 128
@@ -295,7 +295,7 @@ def hostile_payloads(seed: int = 20250131):
 def test_12000_hostile_enrollment_messages_crash_nothing_and_change_nothing(device, caplog):
     link, gallery = device
     before, generation = snapshot(gallery), gallery.generation
-    logging.getLogger("daemon.sync.link").setLevel(logging.ERROR)  # 12,000 warnings would only cost time
+    logging.getLogger("daemon.door.link").setLevel(logging.ERROR)  # 12,000 warnings would only cost time
     counts: dict[str, int] = {}
     empty = 0
     started = time.monotonic()
@@ -305,7 +305,7 @@ def test_12000_hostile_enrollment_messages_crash_nothing_and_change_nothing(devi
             empty += payload == b"" and parse_sync_topic(topic) is not None  # a cleared topic, not an attack
             deliver(link, topic, payload)
     finally:
-        logging.getLogger("daemon.sync.link").setLevel(logging.NOTSET)
+        logging.getLogger("daemon.door.link").setLevel(logging.NOTSET)
     elapsed = time.monotonic() - started
     total = sum(counts.values())
     assert total == N_PAYLOADS == 12_000 and counts == {k: n for k, (_, n) in GENERATORS.items()}

@@ -306,7 +306,7 @@ def test_liveness_config_is_checked_and_errors_name_the_key():
 
 
 def test_mode_off_builds_no_gate_and_unlock_events_keep_their_old_keys():
-    assert build_gate(config_from_dict({"liveness": {"mode": "off"}}, env={}).liveness) is None
+    assert build_gate(config_from_dict({"liveness": {"mode": "off"}}, env={}).liveness).health() == {"mode": "off"}
     common = dict(device_id="d", site="s", person_id="p", name="P", distance=0.4, frames_voted=3, model_id="m",
                   ts=0.0)
     assert set(unlock_event(**common)) == {"event", "event_id", "device_id", "site", "person_id", "name",

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from bench.liveness_bench import NUAA_FPS, SequenceClock, TimedFrames
+from daemon.door.service import Service
 from daemon.embeddings import load_encoder
-from daemon.service import Service
 from daemon_helpers import service_config
 
 LIVE = Path(__file__).resolve().parent / "fixtures" / "liveness"
@@ -86,7 +86,7 @@ def test_a_real_sequence_with_a_blink_unlocks_and_says_the_blink_passed(tmp_path
 
 
 def test_the_same_persons_print_does_not_unlock_and_is_counted_as_rejected(tmp_path, encoder, caplog):
-    with caplog.at_level(logging.DEBUG, logger="daemon.service"):
+    with caplog.at_level(logging.DEBUG, logger="daemon.door.service"):
         service, events = run_door(tmp_path, encoder, "print_attack", "blink")
     assert unlocks(events) == []
     health = service.health()["liveness"]

@@ -9,13 +9,13 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.gallery import PersonRecord
-from daemon.service import Service
-from daemon.sync import topics
-from daemon.sync.admission import Admission
-from daemon.sync.manifest import (MAX_PAGE_BYTES, PAGE_MAX, Manifest, assemble, build_manifest, parse_page,
-                                  parse_top)
-from daemon.sync.records import RecordError
+from daemon.door.admission import Admission
+from daemon.door.service import Service
+from daemon.protocol import topics
+from daemon.protocol.manifest import (MAX_PAGE_BYTES, PAGE_MAX, Manifest, assemble, build_manifest, parse_page,
+                                      parse_top)
+from daemon.protocol.person import PersonRecord
+from daemon.protocol.records import RecordError
 from daemon_helpers import (TEST_KEY, TEST_TRUST, PixelEncoder, ServiceThread, SiteServer, enrollment, publish,
                             service_config, unit_vectors)
 
@@ -99,7 +99,7 @@ def test_a_malformed_page_is_refused(payload):
 
 
 def test_pages_never_hold_more_than_the_maximum():
-    from daemon.sync.manifest import paginate
+    from daemon.protocol.manifest import paginate
     pages = paginate({f"p{i}": (i + 1, False) for i in range(3 * PAGE_MAX)})
     assert all(len(json.loads(p)["enrolled"]) <= PAGE_MAX for p in pages)
 

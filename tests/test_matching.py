@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.gallery import PersonRecord
 from daemon.matching import AMBIGUOUS, MATCH, UNKNOWN, GalleryIndex, Matcher
+from daemon.protocol.person import PersonRecord
 from daemon_helpers import unit_vectors
 
 D = 128

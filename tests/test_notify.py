@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from daemon.notify import notify, watchdog_interval
+from daemon.notify import Watchdog, notify, watchdog_interval
 
 
 @pytest.fixture
@@ -70,3 +70,34 @@ def test_watchdog_interval_for_another_process_or_unset_is_none(monkeypatch):
     for bad in ("", "0", "soon"):
         monkeypatch.setenv("WATCHDOG_USEC", bad)
         assert watchdog_interval() is None
+
+
+def test_the_watchdog_pings_once_per_half_interval_with_the_status(listener, monkeypatch):
+    """systemd kills a service that misses WatchdogSec; pinging every loop would flood it."""
+    sock, path = listener
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    now = [100.0]
+    watchdog = Watchdog(clock=lambda: now[0])
+    watchdog.ping(lambda: "3 people")
+    assert sock.recv(4096) == b"WATCHDOG=1\nSTATUS=3 people"
+    now[0] += 4.9
+    watchdog.ping()                       # not due yet: nothing is sent
+    sock.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        sock.recv(4096)
+    sock.settimeout(2.0)
+    now[0] += 0.1
+    watchdog.ping()
+    assert sock.recv(4096) == b"WATCHDOG=1", "the next ping comes 5 s (half of WatchdogSec) later, not earlier"
+
+
+def test_without_a_systemd_watchdog_nothing_is_sent(listener, monkeypatch):
+    sock, path = listener
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    Watchdog().ping()
+    sock.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        sock.recv(4096)

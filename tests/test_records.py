@@ -1,4 +1,4 @@
-"""Strict validation of enrollment messages (daemon/sync/records.py) and the payload builders.
+"""Strict validation of enrollment messages (daemon/protocol/records.py) and the payload builders.
 
 Field validation is checked here with ``allow_unsigned`` trust (the checks after the
 signature); signatures themselves are tested in test_signing.py."""
@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.gallery.record import MAX_ENCODINGS
-from daemon.sync import RecordError, Trust, parse_enrollment, person_record, tombstone
-from daemon.sync.records import max_payload_bytes
-from daemon.sync.topics import enroll_topic, revoke_topic
+from daemon.protocol.person import MAX_ENCODINGS
+from daemon.protocol.records import RecordError, max_payload_bytes, parse_enrollment
+from daemon.protocol.signing import Trust
+from daemon.protocol.topics import enroll_topic, revoke_topic
+from daemon.server.publish import person_record, tombstone
 from daemon_helpers import TEST_KEY, TEST_TRUST, unit_vectors
 
 SITE, D = "home", 128

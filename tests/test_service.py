@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from daemon.api import embed_image
-from daemon.frames import Frame, SourceError
-from daemon.service import Service
 from daemon.config import ConfigError
-from daemon.sync.topics import enroll_topic, event_topic, health_topic, status_topic
+from daemon.door.service import Service
+from daemon.frames import Frame, SourceError
+from daemon.protocol.topics import enroll_topic, event_topic, health_topic, status_topic
 from daemon_helpers import (PixelEncoder, Probe, ServiceThread, SiteServer, copy_photos, enrollment, person_photos,
                             publish, revocation, service_config, signed)
 
@@ -62,6 +62,18 @@ def test_a_person_who_is_not_enrolled_does_not_unlock(tmp_path, people, face_fix
     service, out = run_once(service_config(tmp_path, gallery={"photos": str(people)}))
     assert events(out) == []
     assert service.counters.results["unknown"] == 12
+
+
+@pytest.mark.parametrize("key, value, reason", [("min_detection_score", 1.0, "low_score"),
+                                                ("min_face_px", 1e4, "too_small"),
+                                                ("min_eye_distance_px", 1e4, "too_small"),
+                                                ("min_blur", 1e9, "too_blurred")])
+def test_each_quality_key_is_the_gate_the_door_applies(tmp_path, people, face_fixtures, key, value, reason):
+    copy_photos(person_photos(face_fixtures, X), tmp_path / "frames")
+    service, out = run_once(service_config(tmp_path, gallery={"photos": str(people)}, quality={key: value}))
+    assert events(out) == [] and not service.counters.results, "no face reaches the encoder"
+    skipped = service.counters.skipped_faces
+    assert skipped[reason] > 0 and sum(skipped.values()) == service.counters.faces > 0
 
 
 def test_unknown_face_events_are_off_by_default_and_rate_limited_when_on(tmp_path, people, face_fixtures):
@@ -222,9 +234,23 @@ def test_a_device_with_a_broker_but_no_public_key_refuses_to_start(tmp_path, bro
 def test_the_runtime_never_imports_tensorflow():
     import subprocess
     import sys
-    code = ("import sys, daemon.cli, daemon.service, daemon.sync.link, daemon.events.mqtt, daemon.config; "
+    code = ("import sys, daemon.cli, daemon.door.service, daemon.door.link, daemon.events.mqtt, daemon.config; "
             "daemon.cli.build_parser(); bad = [m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'model_build')]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("modules, forbidden", [
+    ("daemon.door.service, daemon.door.sync, daemon.door.link, daemon.events.mqtt", ("daemon.server",)),
+    ("daemon.server.service, daemon.server.tool, daemon.server.photos", ("daemon.door", "daemon.gallery")),
+])
+def test_the_door_and_the_enrollment_server_share_only_the_protocol_and_the_stages(modules, forbidden):
+    """A door never carries the server's code (signing, the store), and the server keeps its own store."""
+    import subprocess
+    import sys
+    code = (f"import sys, {modules}; bad = sorted(m for m in sys.modules if m.startswith({forbidden!r})); "
+            "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

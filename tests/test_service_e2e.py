@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from daemon.api import embed_image
+from daemon.door.service import Service
 from daemon.embeddings import load_encoder
 from daemon.events.outbox import Outbox
-from daemon.service import Service
-from daemon.sync.topics import event_topic, status_topic
+from daemon.protocol.topics import event_topic, status_topic
 from daemon_helpers import (Probe, ServiceThread, SiteServer, camera_frames, copy_photos, person_photos, revocation,
                             service_config, write_public_key)
 from daemon_helpers import enrollment as signed_enrollment
@@ -118,10 +118,10 @@ def test_with_the_broker_down_the_stored_gallery_unlocks_and_the_event_follows(
     running = ServiceThread(Service(offline_cfg, encoder=encoder, stdout=io.StringIO()))
     try:
         assert running.wait_until(lambda s: s.counters.events["unlock"] == 1), "stored gallery still unlocks"
-        assert running.service.mqtt_sink.pending == 1
+        assert running.service.sync.sink.pending == 1
         broker.start()
         assert consumer.wait_for(lambda p: unlocks(p, topic) == [X, X], timeout=20), "delivered when back"
-        assert running.wait_until(lambda s: s.mqtt_sink.pending == 0)
+        assert running.wait_until(lambda s: s.sync.sink.pending == 0)
     finally:
         running.stop()
         consumer.close()

@@ -1,4 +1,4 @@
-"""Ed25519 signatures on enrollment records (daemon/sync/signing.py): key files, what the
+"""Ed25519 signatures on enrollment records (daemon/protocol/signing.py): key files, what the
 signature covers, and the device refusing unsigned, forged, wrong-key, moved, replayed
 and wrong-site records, counted in health."""
 
@@ -15,12 +15,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import ConfigError, check_device_trust, config_from_dict
+from daemon.door.service import Service
 from daemon.gallery import Gallery
-from daemon.service import Service
-from daemon.sync import RecordError, Trust, parse_enrollment, person_record, tombstone
-from daemon.sync.signing import (KeyFileError, generate_keypair, key_id, load_private_key, load_public_keys,
-                                 load_trust, signed_message, split_signature)
-from daemon.sync.topics import enroll_topic, revoke_topic
+from daemon.protocol.records import RecordError, parse_enrollment
+from daemon.protocol.signing import (KeyFileError, Trust, generate_keypair, key_id, load_private_key,
+                                     load_public_keys, load_trust, signed_message, split_signature)
+from daemon.protocol.topics import enroll_topic, revoke_topic
+from daemon.server.publish import person_record, tombstone
 from daemon_helpers import (TEST_KEY, TEST_TRUST, PixelEncoder, ServiceThread, copy_photos, enrollment, person_photos,
                             SiteServer, publish, revocation, service_config, unit_vectors, write_public_key)
 
@@ -220,7 +221,7 @@ def test_a_public_key_file_that_is_not_a_key_is_refused_at_load(tmp_path):
 
 
 def test_credentials_come_from_the_environment_and_never_show(tmp_path):
-    from daemon.sync.broker import BrokerSettings
+    from daemon.protocol.broker import BrokerSettings
     cfg = config_from_dict({"mqtt": {"host": "b", "tls": True}}, env={"FACEGATE_MQTT_USERNAME": "door1",
                                                                        "FACEGATE_MQTT_PASSWORD": "s3cret!"})
     broker = BrokerSettings.from_config(cfg.mqtt)

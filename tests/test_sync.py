@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+from daemon.door.link import MqttLink
 from daemon.events import unlock_event
 from daemon.events.mqtt import MqttEventSink
 from daemon.events.outbox import Outbox
-from daemon.sync.broker import BrokerSettings
-from daemon.sync.link import MqttLink
-from daemon.sync.topics import enroll_topic, event_topic, status_topic
+from daemon.protocol.broker import BrokerSettings
+from daemon.protocol.topics import enroll_topic, event_topic, status_topic
 from daemon_helpers import (TEST_TRUST, Probe, enrollment, free_port, publish, revocation, signed,
                             unit_vectors)
 
@@ -79,9 +79,9 @@ def test_last_will_marks_a_crashed_device_offline(broker):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from daemon.sync.broker import BrokerSettings
-        from daemon.sync.link import MqttLink
-        from daemon.sync.signing import Trust
+        from daemon.protocol.broker import BrokerSettings
+        from daemon.door.link import MqttLink
+        from daemon.protocol.signing import Trust
         link = MqttLink(broker=BrokerSettings({broker.host!r}, {broker.port}), site={site!r}, device_id="door1",
                         model_id="m1", embedding_size=128, trust=Trust(), keepalive_s=5)
         link.start()

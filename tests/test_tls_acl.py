@@ -29,10 +29,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import _free_port, _mosquitto_binary
-from daemon.enroll.client import BrokerError, EnrollmentClient
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings
-from daemon.sync.link import MqttLink
+from daemon.door.link import MqttLink
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings
+from daemon.server.client import BrokerError, EnrollmentClient
 from daemon_helpers import TEST_TRUST, enrollment, unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -349,9 +349,9 @@ def test_the_shipped_broker_config_keeps_retained_messages_across_a_restart():
 def test_the_enrollment_server_and_a_door_exchange_the_manifest_under_the_shipped_acl(pki, tls_broker, tmp_path):
     import threading
 
-    from daemon.enroll.server import EnrollmentServer
-    from daemon.enroll.store import EnrollmentStore, Publication
-    from daemon.sync.records import parse_enrollment
+    from daemon.server.service import EnrollmentServer
+    from daemon.server.store import EnrollmentStore, Publication
+    from daemon.protocol.records import parse_enrollment
     from daemon_helpers import TEST_KEY
     store = EnrollmentStore.open(tmp_path / "server")
     topic, payload = enrollment(SITE, "alice", unit_vectors(2), "m1", 7)
@@ -382,7 +382,7 @@ def test_an_event_the_acl_refuses_is_kept_counted_and_logged_with_its_topic(pki,
     import time as _time
 
     from daemon.events import unlock_event
-    from daemon.service import Service
+    from daemon.door.service import Service
     from daemon_helpers import PixelEncoder, service_config
     cfg = service_config(tmp_path, None, device={"id": "door1", "site": SITE}, mqtt={
         "host": "127.0.0.1", "port": tls_broker, "tls": True, "tls_ca_file": pki.path("ca.crt"),
@@ -397,12 +397,12 @@ def test_an_event_the_acl_refuses_is_kept_counted_and_logged_with_its_topic(pki,
     service = Service(cfg, encoder=PixelEncoder(), source=NoFrames())
     service.start()
     try:
-        assert wait(lambda: (service._housekeeping(), service.link.connected)[1], timeout=10)
+        assert wait(lambda: (service._housekeeping(), service.sync.link.connected)[1], timeout=10)
         service.emit(unlock_event(device_id="door1", site=SITE, person_id="alice", name="Alice", distance=0.3,
                                   frames_voted=3, model_id="pixel-test", ts=_time.time()))
         assert wait(lambda: (service._housekeeping(), service.health()["events"]["refused"])[1] == 1, timeout=10)
         assert service.health()["events"]["pending"] == 0
-        [(event_id, payload, reason)] = service.mqtt_sink.outbox.refused()
+        [(event_id, payload, reason)] = service.sync.sink.outbox.refused()
         assert b'"person_id":"alice"' in payload and "authori" in reason.lower()
     finally:
         service.close()

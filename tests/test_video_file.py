@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from daemon.frames import OpenCVSource
-from daemon.service import Service
+from daemon.door.service import Service
 from daemon_helpers import PixelEncoder, ServiceThread, copy_photos, person_photos, service_config
 
 REPO = Path(__file__).resolve().parent.parent

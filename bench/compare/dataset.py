@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.images import IMAGE_SUFFIXES
 from model_build.evaluators import PairsProtocol, people_in_folds, read_pairs
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)

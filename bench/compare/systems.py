@@ -16,12 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from daemon.config import QualityConfig
 from daemon.embeddings import load_encoder, load_model_info
 from daemon.embeddings.litert import LiteRtEncoder, open_encoder
 from daemon.faces.align import prepare_face, prepare_faces
 from daemon.faces.detect import DETECTOR_PATH, FaceDetector
-from daemon.gallery.record import PersonRecord
 from daemon.matching import GalleryIndex, Matcher
+from daemon.protocol.person import PersonRecord
 from daemon.quality import QualityPolicy
 
 FACE_RECOGNITION = "face_recognition"
@@ -76,7 +77,7 @@ class FacegateSystem:
         self.name, self.encoder, self.detector = name, encoder, detector
         self.size, self.dim = encoder.info.input_size, encoder.info.embedding_size
         self.files = files or {}
-        self.quality = QualityPolicy() if quality is None else quality
+        self.quality = QualityPolicy.from_config(QualityConfig()) if quality is None else quality
 
     @classmethod
     def load(cls, name: str, model_path: Path, use_float: bool = False) -> "FacegateSystem":

@@ -26,13 +26,12 @@ from bench.compare.speed import latency_stats
 from bench.detectors.candidates import YUNET_SCORE, Candidate, build_candidates
 from bench.detectors.frames import FACE_SIZES, DoorFrame, door_frames, has_central_face, matches_truth
 from daemon.faces.detect import DETECTOR_PATH
-from daemon.images import ImageError, load_image
+from daemon.images import IMAGE_SUFFIXES, ImageError, load_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "detectors"
 DEFAULT_DOCS = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION_TITLE = "Face detectors (python -m bench detectors)"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ class Unlock:
 class UnlockDecider:
     """k-of-n frame voting with a per-person cooldown."""
 
-    def __init__(self, k: int = 3, n: int = 5, cooldown_s: float = 10.0):
+    def __init__(self, *, k: int, n: int, cooldown_s: float):
         if not 1 <= k <= n:
             raise ValueError(f"need 1 <= k <= n (got k={k}, n={n})")
         if cooldown_s < 0:
@@ -62,8 +62,4 @@ class UnlockDecider:
         # Keeps memory bounded however many people pass by.
         if len(self._last_unlock) > 1024:
             self._last_unlock = {p: t for p, t in self._last_unlock.items() if now - t < self.cooldown_s}
-
-    def reset(self) -> None:
-        """Forget the frame window (e.g. after the camera was reopened: old frames are stale)."""
-        self._window.clear()
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon.config import BACKENDS
 from daemon.embeddings.base import DEFAULT_MODEL, Encoder, ModelInfo, load_model_info
-
-BACKENDS = ("cpu", "edgetpu")
 
 
 def load_encoder(model_path: str | Path | None = None, backend: str = "cpu",

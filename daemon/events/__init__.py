@@ -23,9 +23,9 @@ import json
 import sys
 import uuid
 from datetime import datetime
-from typing import Protocol, TextIO
+from typing import TextIO
 
-from daemon.sync.publish import iso_utc
+from daemon.protocol.wire import iso_utc
 
 UNLOCK = "unlock"
 UNKNOWN_FACE = "unknown_face"
@@ -53,14 +53,6 @@ def unknown_face_event(*, device_id: str, site: str, distance: float, frames_vot
 def event_time(event: dict) -> float:
     """The event's ``ts`` as epoch seconds."""
     return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
-
-
-def encode_event(event: dict) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-class EventSink(Protocol):
-    def emit(self, event: dict) -> None: ...
 
 
 class StdoutSink:

@@ -13,20 +13,20 @@ Availability is the door's status topic (``online``, and ``offline`` as its Last
 configs carry no names, encodings or photos: the templates read names from the unlock events
 at run time. The node level is the device id alone so that a Mosquitto ACL can grant each door
 its own configs with ``%u`` (config/mosquitto/facegate.acl). The builders are pure;
-``door_messages`` adapts a Config, and daemon/sync/link.py publishes the messages on every
+``door_messages`` adapts a Config, and daemon/door/link.py publishes the messages on every
 connection.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
 
 from daemon.events import UNKNOWN_FACE, UNLOCK
-from daemon.sync import topics
+from daemon.protocol import topics
+from daemon.protocol.wire import compact_json
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,7 @@ def discovery_messages(prefix: str, site: str, device_id: str, *, health_interva
                          "(only letters, digits, '_' and '-')")
     expire_after_s = max(60, int(3 * health_interval_s) + 1)  # three missed health records
     return [(discovery_topic(prefix, e, site, device_id),
-             json.dumps(entity_config(e, site, device_id, sw_version=sw_version, expire_after_s=expire_after_s),
-                        separators=(",", ":")).encode())
+             compact_json(entity_config(e, site, device_id, sw_version=sw_version, expire_after_s=expire_after_s)))
             for e in ENTITIES]
 
 

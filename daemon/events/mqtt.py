@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from daemon.events import UNLOCK, encode_event, event_time
+from daemon.events import UNLOCK, event_time
 from daemon.events.outbox import Outbox
-from daemon.sync.link import MqttLink
-from daemon.sync.publish import iso_utc
+from daemon.protocol.wire import compact_json, iso_utc
+
+if TYPE_CHECKING:
+    from daemon.door.link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class MqttEventSink:
         if deadline <= time.time():
             self._expire(event["event_id"], event, deleted=False)
             return
-        payload = encode_event(event)
+        payload = compact_json(event)
         self.outbox.add(event["event_id"], payload)
         self._send(event["event_id"], payload, deadline)
 

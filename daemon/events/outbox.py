@@ -17,7 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from daemon.state import private_file
+from daemon.state import move_aside, private_file
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,8 @@ class Outbox:
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
-            log.error("event outbox %s is unreadable (%s); starting a new one", self.path, exc)
-            for extra in ("", "-wal", "-shm"):
-                part = self.path.with_name(self.path.name + extra)
-                if part.exists():
-                    part.rename(part.with_name(f"{part.name}.corrupt-{int(time.time())}"))
+            log.error("event outbox %s is unreadable (%s); moved it to %s and starting a new one",
+                      self.path, exc, move_aside(self.path))
             self._db = self._connect()
 
     @classmethod

@@ -13,7 +13,7 @@ from daemon.frames.picamera import PiCameraSource
 from daemon.frames.replay import ReplaySource
 from daemon.frames.resilient import ResilientSource
 
-SOURCE_KINDS = {
+SOURCES = {
     "replay": ReplaySource,
     "opencv": OpenCVSource,
     "picamera2": PiCameraSource,
@@ -23,11 +23,21 @@ SOURCE_KINDS = {
 def open_source(kind: str, **options) -> FrameSource:
     """Build (but do not open) a source: ``open_source("opencv", device=0, size=(640, 480))``."""
     try:
-        source_class = SOURCE_KINDS[kind]
+        source_class = SOURCES[kind]
     except KeyError:
-        raise ValueError(f"unknown frame source {kind!r}; choose one of {', '.join(SOURCE_KINDS)}") from None
+        raise ValueError(f"unknown frame source {kind!r}; choose one of {', '.join(SOURCES)}") from None
     return source_class(**options)
 
 
-__all__ = ["SOURCE_KINDS", "Frame", "FrameSource", "OpenCVSource", "PiCameraSource", "ReplaySource",
-           "ResilientSource", "SourceError", "open_source"]
+def configured_source(s) -> FrameSource:
+    """The source a ``[source]`` config section (daemon.config.SourceConfig) describes, built
+    but not opened."""
+    if s.kind == "replay":
+        return open_source("replay", path=s.path, fps=s.fps or 1.0, loop=s.loop, realtime=s.fps > 0)
+    if s.kind == "opencv":
+        return open_source("opencv", device=s.device, size=(s.width, s.height), realtime=s.realtime)
+    return open_source(s.kind, size=(s.width, s.height))
+
+
+__all__ = ["SOURCES", "Frame", "FrameSource", "OpenCVSource", "PiCameraSource", "ReplaySource",
+           "ResilientSource", "SourceError", "configured_source", "open_source"]

@@ -8,12 +8,9 @@ import time
 from pathlib import Path
 
 from daemon.frames.base import Frame, FrameSource, Pacer, SourceError
-from daemon.images import ImageError, load_image
+from daemon.images import IMAGE_SUFFIXES, ImageError, load_image
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm",
-                            ".tif", ".tiff", ".webp"})
 
 
 def _natural_key(path: Path) -> list:

@@ -1,8 +1,9 @@
-"""The gallery: enrolled people and their precomputed encodings, persisted on the device."""
+"""The gallery: enrolled people and their precomputed encodings, persisted on the device.
+
+What it stores is daemon.protocol.person.PersonRecord, as the enrollment server sent it.
+"""
 
 from daemon.gallery.photos import PhotoRejected, SeedReport, seed_from_photos
-from daemon.gallery.record import MAX_ENCODINGS, PersonRecord, valid_person_id
 from daemon.gallery.store import FILENAME, Gallery, GalleryError
 
-__all__ = ["FILENAME", "MAX_ENCODINGS", "Gallery", "GalleryError", "PersonRecord", "PhotoRejected",
-           "SeedReport", "seed_from_photos", "valid_person_id"]
+__all__ = ["FILENAME", "Gallery", "GalleryError", "PhotoRejected", "SeedReport", "seed_from_photos"]

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.gallery.record import MAX_ENCODINGS, PersonRecord, valid_person_id
 from daemon.gallery.store import Gallery
-from daemon.images import ImageError, load_image
+from daemon.images import IMAGE_SUFFIXES, ImageError, load_image
+from daemon.protocol.person import MAX_ENCODINGS, PersonRecord, valid_person_id
 
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class PhotoRejected(ValueError):
@@ -41,7 +39,7 @@ class SeedReport:
 
 
 def _photos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def photos_version(folder: Path, photos: list[Path]) -> int:

@@ -5,7 +5,7 @@ WAL mode, one transaction per change, so a power cut leaves either the old or th
 record and never half of one. The file is loaded at start, which is what lets a door
 recognise people while the broker is unreachable or after a reboot with no network.
 
-The file also keeps the newest site manifest the device accepted (daemon/sync/manifest.py),
+The file also keeps the newest site manifest the device accepted (daemon/protocol/manifest.py),
 as opaque JSON: its sequence is what lets a door refuse an older manifest after a restart.
 The file is created 0600: it holds biometric data.
 """
@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
 
-from daemon.gallery.record import PersonRecord
-from daemon.state import private_file
+from daemon.protocol.person import PersonRecord
+from daemon.state import move_aside, private_file
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS manifest (
     model_id   TEXT PRIMARY KEY,
     seq        INTEGER NOT NULL,
-    body       TEXT NOT NULL       -- daemon.sync.manifest.Manifest.to_dict() as JSON
+    body       TEXT NOT NULL       -- daemon.protocol.manifest.Manifest.to_dict() as JSON
 );
 """
 
@@ -88,13 +87,8 @@ class Gallery:
         except sqlite3.DatabaseError as exc:
             # A corrupt cache is moved aside, never deleted: starting empty is safe for a
             # door (nobody unlocks) and the broker's retained records refill it.
-            suffix = f".corrupt-{int(time.time())}"
-            log.error("gallery %s is unreadable (%s); moved it to %s%s and starting empty",
-                      self.path, exc, self.path.name, suffix)
-            for extra in ("", "-wal", "-shm"):
-                part = self.path.with_name(self.path.name + extra)
-                if part.exists():
-                    part.rename(part.with_name(part.name + suffix))
+            log.error("gallery %s is unreadable (%s); moved it to %s and starting empty",
+                      self.path, exc, move_aside(self.path))
             self._db = self._connect()
         except OSError as exc:
             raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc

@@ -23,8 +23,13 @@ MIN_PRESENCE = 0.5  # the mesh model's own "this is a face" probability
 
 @dataclass(frozen=True)
 class BlinkThresholds:
-    closed_ear: float = 0.17  # both eyes at or below: closed
-    open_ear: float = 0.21    # the more open eye at or above: open
+    closed_ear: float  # both eyes at or below: closed
+    open_ear: float    # the more open eye at or above: open
+
+    @classmethod
+    def from_config(cls, cfg) -> "BlinkThresholds":
+        """From a daemon.config.LivenessConfig (where the defaults are)."""
+        return cls(closed_ear=cfg.blink_closed_ear, open_ear=cfg.blink_open_ear)
 
 
 def eye_value(ear_right: float, ear_left: float) -> float:
@@ -57,7 +62,7 @@ class BlinkCue:
 
     name = "blink"
 
-    def __init__(self, thresholds: BlinkThresholds = BlinkThresholds(), landmarker: EyeLandmarker | None = None,
+    def __init__(self, thresholds: BlinkThresholds, landmarker: EyeLandmarker | None = None,
                  num_threads: int = 1):
         self.thresholds = thresholds
         self.landmarker = landmarker or EyeLandmarker(num_threads=num_threads)

@@ -128,7 +128,7 @@ class PassiveCue:
 
     name = "passive"
 
-    def __init__(self, model: PadModel | None = None, threshold: float | None = None, min_frames: int = 3,
+    def __init__(self, model: PadModel | None = None, threshold: float | None = None, *, min_frames: int,
                  num_threads: int = 1):
         self.model = model or PadModel(num_threads=num_threads)
         self.threshold = self.model.info.threshold if threshold is None else threshold

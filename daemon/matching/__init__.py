@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.gallery.record import PersonRecord
+from daemon.protocol.person import PersonRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`facegate server`: keeps the broker's retained state equal to the enrollment store.
 
-The broker is a cache of the store (daemon/enroll/store.py). The server watches the
+The broker is a cache of the store (daemon/server/store.py). The server watches the
 site's enroll, revoke and manifest topics (MQTT 5: it does not receive its own
 messages, and sees whether what others publish is retained) and:
 
@@ -32,15 +32,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from daemon import notify as systemd
-from daemon.enroll.store import EnrollmentStore
-from daemon.enroll.tool import import_newer
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings, ConnectionState
-from daemon.sync.link import drain
-from daemon.sync.manifest import parse_top
-from daemon.sync.publish import iso_utc
-from daemon.sync.records import RecordError
-from daemon.sync.signing import Trust
+from daemon.config import MqttConfig  # the defaults
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings, ConnectionState, drain
+from daemon.protocol.manifest import parse_top
+from daemon.protocol.records import RecordError
+from daemon.protocol.signing import Trust
+from daemon.protocol.wire import iso_utc
+from daemon.server.store import EnrollmentStore
+from daemon.server.tool import import_newer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ MIN_REPAIR_GAP_S = 1.0  # a topic someone keeps overwriting is repaired at most 
 class EnrollmentServer(ConnectionState):
     def __init__(self, store: EnrollmentStore, site: str, key: Ed25519PrivateKey, broker: BrokerSettings, *,
                  manifest_interval_s: float, manifest_valid_s: float, settle_s: float = SETTLE_S,
-                 keepalive_s: int = 30, reconnect_min_s: int = 1, reconnect_max_s: int = 30):
+                 keepalive_s: int = MqttConfig.keepalive_s, reconnect_min_s: int = MqttConfig.reconnect_min_s,
+                 reconnect_max_s: int = MqttConfig.reconnect_max_s):
         self.store, self.site, self.key, self.broker = store, site, key, broker
         self.manifest_interval_s, self.manifest_valid_s = manifest_interval_s, manifest_valid_s
         self.settle_s = settle_s
@@ -97,17 +98,14 @@ class EnrollmentServer(ConnectionState):
     def run(self) -> None:
         """Until stop(): keep the broker in step with the store."""
         systemd.notify("READY=1\nSTATUS=connecting to the broker")
-        watchdog = systemd.watchdog_interval()
-        next_ping = 0.0
+        watchdog = systemd.Watchdog()
         while not self._stop.is_set():
             try:
                 self.step()
             except Exception as exc:  # a store or broker hiccup must not end the server
                 self.last_error = f"{iso_utc()} {exc!r}"
                 log.exception("enrollment server step failed")
-            if watchdog is not None and time.monotonic() >= next_ping:
-                next_ping = time.monotonic() + watchdog
-                systemd.notify(f"WATCHDOG=1\nSTATUS={self.status()}")
+            watchdog.ping(self.status)
             self._stop.wait(0.2)
 
     def stop(self) -> None:

@@ -31,27 +31,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon.gallery.record import PersonRecord
-from daemon.sync import topics
-from daemon.sync.broker import BrokerSettings, ConnectionState
-from daemon.sync.manifest import MAX_PAGE_BYTES, parse_page, parse_top
-from daemon.sync.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
-from daemon.sync.signing import Trust
+from daemon.config import MqttConfig  # the defaults
+from daemon.protocol import topics
+from daemon.protocol.broker import BrokerSettings, ConnectionState, drain
+from daemon.protocol.manifest import MAX_PAGE_BYTES, parse_page, parse_top
+from daemon.protocol.person import PersonRecord
+from daemon.protocol.records import BAD_TOPIC, EMPTY, RecordError, max_payload_bytes, parse_enrollment
+from daemon.protocol.signing import Trust
 
 log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
-
-
-def drain(q: queue.SimpleQueue) -> list:
-    """Everything queued so far (by paho's thread), oldest first, without waiting."""
-    items = []
-    while True:
-        try:
-            items.append(q.get_nowait())
-        except queue.Empty:
-            return items
 
 
 @dataclass(frozen=True)
@@ -67,8 +58,9 @@ class MqttLink(ConnectionState):
     """Connects in the background and keeps reconnecting (with backoff) until stop()."""
 
     def __init__(self, *, broker: BrokerSettings, site: str, device_id: str, model_id: str,
-                 embedding_size: int, trust: Trust, keepalive_s: int = 30, reconnect_min_s: int = 1,
-                 reconnect_max_s: int = 30, max_queued: int = 1000, retained: Sequence[tuple[str, bytes]] = ()):
+                 embedding_size: int, trust: Trust, keepalive_s: int = MqttConfig.keepalive_s,
+                 reconnect_min_s: int = MqttConfig.reconnect_min_s, reconnect_max_s: int = MqttConfig.reconnect_max_s,
+                 max_queued: int = MqttConfig.max_queued_events, retained: Sequence[tuple[str, bytes]] = ()):
         if not topics.valid_model_id(model_id):
             raise ValueError(f"model id {model_id!r} cannot be an MQTT topic level "
                              "(1-128 letters, digits, '_', '.', '-')")

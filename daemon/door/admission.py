@@ -1,4 +1,4 @@
-"""Which enrollment records a device may apply: the device side of daemon/sync/manifest.py.
+"""Which enrollment records a device may apply: the device side of daemon/protocol/manifest.py.
 
 Records, manifest tops and pages arrive in any order (retained messages after a
 reconnect, live updates, replays). A record waits here until the newest valid manifest
@@ -17,11 +17,11 @@ import logging
 import time
 from collections import Counter, OrderedDict
 
-from daemon.gallery.record import PersonRecord
-from daemon.sync import topics
-from daemon.sync.manifest import CONFLICT, EXPIRED, OLD_SEQUENCE, Entry, Manifest, ManifestTop, assemble
-from daemon.sync.publish import iso_utc
-from daemon.sync.records import RecordError
+from daemon.protocol import topics
+from daemon.protocol.manifest import CONFLICT, EXPIRED, OLD_SEQUENCE, Entry, Manifest, ManifestTop, assemble
+from daemon.protocol.person import PersonRecord
+from daemon.protocol.records import RecordError
+from daemon.protocol.wire import iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 One SQLite file (``<server.state_dir>/enrollment.sqlite3``, WAL, synchronous=FULL, one
 transaction per change, so a crash or power cut leaves the old or the new state, never
 half of one). ``facegate enroll / remove / reembed`` write it before they publish, and
-``facegate server`` makes the broker hold what it says (daemon/enroll/server.py).
+``facegate server`` makes the broker hold what it says (daemon/server/service.py).
 
     published   one row per record or tombstone ever published: person, kind, model,
                 version, name, number of encodings, topic, SHA-256 of the signed message,
@@ -11,7 +11,7 @@ half of one). ``facegate enroll / remove / reembed`` write it before they publis
                 The signed message itself is kept only while it is current: a
                 superseded record's encodings, and every record of a revoked person,
                 are erased (the row stays, so versions keep going up).
-    manifests   the current signed manifest per site and model (daemon/sync/manifest.py)
+    manifests   the current signed manifest per site and model (daemon/protocol/manifest.py)
     manifest_pages  its pages
 
 What "current" means is the devices' rule: the newest record per topic, unless the
@@ -31,10 +31,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from daemon.protocol import topics
+from daemon.protocol.manifest import Entry, SignedManifest, build_manifest
+from daemon.server.publish import version_now
 from daemon.state import private_dir, private_file
-from daemon.sync import topics
-from daemon.sync.manifest import Entry, SignedManifest, build_manifest
-from daemon.sync.publish import version_now
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Publication:
     @classmethod
     def of(cls, site: str, topic: str, payload: bytes, record, photos: Iterable[str] = (),
            source: str = "enroll") -> "Publication":
-        """From a signed message and its parsed PersonRecord (daemon.sync.records)."""
+        """From a signed message and its parsed PersonRecord (daemon.protocol.records)."""
         return cls(site, record.person_id, TOMBSTONE if record.deleted else RECORD, record.model_id, record.version,
                    topic, payload, record.name, len(record.encodings), tuple(photos), source)
 

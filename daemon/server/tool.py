@@ -4,7 +4,7 @@ Each takes its collaborators explicitly (the store, the broker client or an outp
 path, the signing key, the encoder and detector), so the command line (daemon/cli.py)
 only parses arguments and prints, and tests can run every step against a real broker.
 
-Every change is written to the server's store (daemon/enroll/store.py) first, with a
+Every change is written to the server's store (daemon/server/store.py) first, with a
 newly signed site manifest, and then published. If the broker cannot be reached the
 change is still stored, and `facegate server` publishes it when it can.
 
@@ -26,15 +26,16 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import ServerConfig
-from daemon.enroll.archive import PhotoArchive
-from daemon.enroll.client import EnrollmentClient
-from daemon.enroll.gate import PhotoGate
-from daemon.enroll.photos import PhotoResult, examine_photos
-from daemon.enroll.store import EnrollmentStore, Publication
-from daemon.gallery.record import MAX_ENCODINGS, MAX_NAME_CHARS, valid_person_id
-from daemon.sync import publish, signing, topics
-from daemon.sync.records import RecordError, parse_enrollment
-from daemon.sync.signing import Trust
+from daemon.protocol import signing, topics
+from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, valid_person_id
+from daemon.protocol.records import RecordError, parse_enrollment
+from daemon.protocol.signing import Trust
+from daemon.server import publish
+from daemon.server.archive import PhotoArchive
+from daemon.server.client import EnrollmentClient
+from daemon.server.gate import PhotoGate
+from daemon.server.photos import PhotoResult, examine_photos
+from daemon.server.store import EnrollmentStore, Publication
 
 log = logging.getLogger(__name__)
 

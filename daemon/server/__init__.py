@@ -1,4 +1,4 @@
-"""The enrollment tool (`facegate enroll / remove / list / keygen / reembed`).
+"""The enrollment server (`facegate server / enroll / remove / list / keygen / reembed`).
 
 It runs on the enrollment server or an admin's machine, never on a door:
 
@@ -7,7 +7,9 @@ It runs on the enrollment server or an admin's machine, never on a door:
     with the server's Ed25519 key -> retained at facegate/<site>/enroll/<model_id>/<person_id>
 
 ``gate`` and ``photos`` judge and embed photos, ``archive`` keeps them (opt-in) for
-re-embedding with a future model, ``client`` talks to the broker, and ``tool`` holds
-the operations the command line calls. Import from those modules: this package
+re-embedding with a future model, ``publish`` builds the signed messages, ``store`` keeps
+everything ever published, ``client`` talks to the broker, ``tool`` holds the operations
+the command line calls, and ``service`` is `facegate server` (keeps the broker in step
+with the store, signs the site manifest). Import from those modules: this package
 imports nothing, so building the command line's parser stays cheap.
 """

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# Ids end up in MQTT topics and log lines: no '/', '+', '#', spaces or control characters.
-PERSON_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+from daemon.protocol.topics import valid_name
+
 MAX_ENCODINGS = 64          # per person; a handful of photos is already plenty
 MAX_NAME_CHARS = 128
 
 
 def valid_person_id(person_id: object) -> bool:
-    return isinstance(person_id, str) and PERSON_ID_PATTERN.fullmatch(person_id) is not None
+    """Ids end up in MQTT topics and log lines: the rule of a topic level."""
+    return valid_name(person_id)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,10 +1,11 @@
-"""How to reach the broker: address, credentials and TLS, shared by the device's link
-and the enrollment tool. Secrets stay out of logs: ``describe()`` and ``repr`` never
-show the password."""
+"""How to reach the broker (address, credentials, TLS) and what the reconnecting paho
+clients have in common: the device's link, the enrollment tool and `facegate server`.
+Secrets stay out of logs: ``describe()`` and ``repr`` never show the password."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 from dataclasses import dataclass, field
 
@@ -50,6 +51,16 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> s
     if cert_file:
         context.load_cert_chain(cert_file, key_file or None)
     return context
+
+
+def drain(q: queue.SimpleQueue) -> list:
+    """Everything queued so far (by paho's thread), oldest first, without waiting."""
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
 
 
 class ConnectionState:

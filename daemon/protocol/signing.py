@@ -39,7 +39,7 @@ MAX_TRUSTED_KEYS = 8
 _SUFFIX = re.compile(rb',"kid":"([0-9a-f]{16})","sig":"([A-Za-z0-9_-]{86})"\}\Z')
 _PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 
-# Reason codes (health-record keys, see daemon/sync/records.py).
+# Reason codes (health-record keys, see daemon/protocol/records.py).
 UNSIGNED = "unsigned"            # no signature where one is required
 UNKNOWN_KEY = "unknown_key"      # signed, but by a key this device does not trust
 BAD_SIGNATURE = "bad_signature"  # forged or tampered: the signature does not verify

@@ -1,28 +1,21 @@
-"""Building enrollment messages: the server side of daemon/sync/records.py.
+"""Building enrollment messages: the server side of daemon/protocol/records.py.
 
 Each builder returns ``(topic, payload)``. Publish it retained, QoS 1. With a signing
-key the payload carries the Ed25519 signature over topic and body (daemon/sync/signing.py);
+key the payload carries the Ed25519 signature over topic and body (daemon/protocol/signing.py);
 without one it is unsigned, which devices accept only with ``allow_unsigned`` (development).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.sync import topics
-from daemon.sync.records import SCHEMA
-from daemon.sync.signing import sign_payload
-
-
-def iso_utc(epoch: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and a 'Z', e.g. '2025-01-31T12:00:00.123Z'."""
-    when = datetime.fromtimestamp(time.time() if epoch is None else epoch, timezone.utc)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from daemon.protocol import topics
+from daemon.protocol.records import SCHEMA
+from daemon.protocol.signing import sign_payload
+from daemon.protocol.wire import compact_json, iso_utc
 
 
 def version_now(known: int = 0, now: float | None = None) -> int:
@@ -32,12 +25,8 @@ def version_now(known: int = 0, now: float | None = None) -> int:
     return max(int((time.time() if now is None else now) * 1000), known + 1)
 
 
-def _encode(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def _finish(topic: str, body: dict, key: Ed25519PrivateKey | None) -> tuple[str, bytes]:
-    payload = _encode(body)
+    payload = compact_json(body)
     return topic, (sign_payload(key, topic, payload) if key is not None else payload)
 
 

@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from daemon.quality import LOW_SCORE, TOO_BLURRED, TOO_SMALL  # the door's gate uses the same words
+
 if TYPE_CHECKING:  # the command line builds its parser from PhotoGate's defaults: no cv2 for that
     from daemon.faces.detect import Face
 
-# Reason codes: the first three are daemon.quality's (the door's gate uses the same words).
-LOW_SCORE = "low_score"
-TOO_SMALL = "too_small"
-TOO_BLURRED = "too_blurred"
 UNREADABLE = "unreadable"
 NO_FACE = "no_face"
 SEVERAL_FACES = "several_faces"

@@ -12,7 +12,7 @@ model, retained and signed with the enrollment key:
 
 A device applies a record only if the newest valid manifest it holds lists exactly that
 version (a tombstone: "revoked" at that version). It never takes a manifest with a lower
-sequence than the one it stored, nor an expired one (daemon/sync/admission.py).
+sequence than the one it stored, nor an expired one (daemon/door/admission.py).
 
 Pages keep every message small however many people a site has (figures in
 docs/security.md): a person's page is fixed by a hash of their id, so one enrollment
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.gallery.record import PersonRecord, valid_person_id
-from daemon.sync import topics
-from daemon.sync.publish import iso_utc
-from daemon.sync.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
-                                 field_error, int_field, timestamp_field, decode_object)
-from daemon.sync.signing import SignatureError, Trust, sign_payload
+from daemon.protocol import topics
+from daemon.protocol.person import PersonRecord, valid_person_id
+from daemon.protocol.records import (BAD_FIELD, BAD_TOPIC, MAX_VERSION, TOO_LARGE, WRONG_SITE, RecordError,
+                                     field_error, int_field, timestamp_field, decode_object)
+from daemon.protocol.signing import SignatureError, Trust, sign_payload
+from daemon.protocol.wire import compact_json, iso_utc
 
 SCHEMA = 1
 PAGE_TARGET = 1000                # entries per page the builder aims for ...
@@ -255,7 +255,7 @@ def build_manifest(site: str, model_id: str, entries: Mapping[str, Entry], seq: 
             "issued_at": iso_utc(issued_at), "expires_at": iso_utc(expires_at),
             "enrolled": len(entries) - revoked, "revoked": revoked, "pages": [digest(p) for p in pages]}
     topic = topics.manifest_topic(site, model_id)
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = compact_json(body)
     signed = sign_payload(key, topic, payload) if key is not None else payload
     return SignedManifest(seq, issued_at, expires_at, (topic, signed),
                           tuple((topics.manifest_page_topic(site, model_id, i), p) for i, p in enumerate(pages)))

@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from daemon.gallery.record import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord
-from daemon.sync import topics
-from daemon.sync.signing import SignatureError, Trust
+from daemon.protocol import topics
+from daemon.protocol.person import MAX_ENCODINGS, MAX_NAME_CHARS, PersonRecord
+from daemon.protocol.signing import SignatureError, Trust
 
 SCHEMA = 2                        # 2: signed, person records keyed by model (1 was unsigned, one topic per person)
 MAX_VERSION = 2**63 - 1           # SQLite INTEGER

@@ -11,7 +11,7 @@
 Person records are keyed by model: during a model upgrade the old-model and the
 new-model record of a person coexist, and each device subscribes only to the model it
 runs. A tombstone is keyed by person only, so one message revokes every model. The
-manifest (daemon/sync/manifest.py) lists, per model, the version of every record and
+manifest (daemon/protocol/manifest.py) lists, per model, the version of every record and
 tombstone a device may apply.
 """
 

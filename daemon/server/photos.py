@@ -12,9 +12,9 @@ import numpy as np
 
 from daemon.api import face_crops
 from daemon.embeddings import Encoder
-from daemon.enroll.gate import DUPLICATE, INCONSISTENT, UNREADABLE, PhotoGate, find_outliers
 from daemon.faces.detect import Face, FaceDetector
 from daemon.images import ImageError, decode_image, declared_size, read_image_bytes
+from daemon.server.gate import DUPLICATE, INCONSISTENT, UNREADABLE, PhotoGate, find_outliers
 
 
 @dataclass

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.gallery.record import valid_person_id
+from daemon.protocol.person import valid_person_id
 
 META = "person.json"
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WebP": ".webp", "TIFF": ".tif", "PNM": ".pnm"}
@@ -83,12 +83,6 @@ class PhotoArchive:
             if person_id == folder.name and valid_person_id(person_id):
                 kept.append(KeptPerson(person_id, name, photos))
         return kept
-
-    def skipped_folders(self) -> list[str]:
-        """Folders that people() ignores (no valid person.json), to report them."""
-        known = {p.person_id for p in self.people()}
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and p.name not in known)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from daemon.sync.broker import BrokerSettings
+from daemon.protocol.broker import BrokerSettings
 
 
 class BrokerError(RuntimeError):
