@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from daemon.config import QualityConfig
 from daemon.faces.align import prepare_faces
 from daemon.faces.detect import Face, FaceDetector
 from daemon.frames import Frame
 from daemon.quality import LOW_SCORE, TOO_BLURRED, TOO_SMALL, QualityPolicy
-from daemon.service import Service
+from daemon.door.service import Service
 from daemon_helpers import PixelEncoder, service_config
 
 X, Y = "Jean_Chretien", "Serena_Williams"
@@ -35,7 +36,7 @@ def face(side: float = 100.0, eyes: float = 40.0, score: float = 0.9) -> Face:
 
 
 def test_faces_below_the_score_or_size_limits_are_named_and_the_rest_pass():
-    policy = QualityPolicy(min_detection_score=0.6, min_face_px=40, min_eye_distance_px=15)
+    policy = QualityPolicy(min_detection_score=0.6, min_face_px=40, min_eye_distance_px=15, min_blur=25.0)
     assert policy.face_problem(face()) is None
     assert policy.face_problem(face(side=40, eyes=15, score=0.6)) is None, "the limits themselves pass"
     assert policy.face_problem(face(score=0.59)) == LOW_SCORE
@@ -45,7 +46,7 @@ def test_faces_below_the_score_or_size_limits_are_named_and_the_rest_pass():
 
 
 def test_a_sharp_crop_passes_and_a_blurred_or_flat_one_does_not(face_fixtures, detector):
-    policy = QualityPolicy()
+    policy = QualityPolicy.from_config(QualityConfig())
     crop = prepare_faces(photo(face_fixtures, X), detector).crops[0]
     assert policy.crop_problem(crop) is None
     assert policy.crop_problem(cv2.GaussianBlur(crop, (0, 0), 3)) == TOO_BLURRED
