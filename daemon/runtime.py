@@ -55,9 +55,14 @@ def native_stderr_filtered(noise: tuple[bytes, ...] = NATIVE_NOISE):
                     os.write(2, line)
 
 
-def load_interpreter(model_path: str | Path, num_threads: int = 1, delegates=None):
+def load_interpreter(model_path: str | Path, num_threads: int = 1, delegates=None,
+                     input_shape: tuple[int, ...] | None = None):
     """Create an interpreter for a .tflite file, with its tensors allocated (a caller
-    that resizes an input allocates again), and a clear error if it is missing."""
+    that resizes an input allocates again), and a clear error if it is missing.
+
+    ``input_shape`` sizes a model whose input is dynamic before that first allocation: its
+    placeholder shape (1x1 for YuNet) shrinks to nothing in the strided convolutions, which
+    XNNPACK tolerates but the builtin kernels refuse (as on aarch64 when XNNPACK is off)."""
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -65,6 +70,8 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1, delegates=Non
     try:
         interpreter = mod.Interpreter(model_path=str(path), num_threads=num_threads,
                                       experimental_delegates=delegates)
+        if input_shape is not None:
+            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], input_shape)
         with native_stderr_filtered():  # the first allocation applies XNNPACK and announces it
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:

@@ -125,3 +125,23 @@ def test_the_door_loop_embeds_exactly_the_training_crop(tmp_path, encoder_model)
         service.close()
     assert len(outcome.crops) == 1
     np.testing.assert_array_equal(outcome.crops[0], training.crops[0])
+
+
+def test_the_detector_runs_on_the_builtin_kernels_too(monkeypatch):
+    """Without XNNPACK (as under emulated aarch64, or a runtime built without it) the
+    detector's first allocation must not see its 1x1 placeholder input: the builtin
+    convolutions refuse a shape that shrinks to nothing."""
+    from types import SimpleNamespace
+
+    from ai_edge_litert import interpreter as litert
+
+    import daemon.runtime as runtime
+
+    def builtin_only(**kwargs):
+        return litert.Interpreter(**kwargs,
+                                  experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+    monkeypatch.setattr(runtime, "_interpreter_module",
+                        lambda: SimpleNamespace(Interpreter=builtin_only, load_delegate=litert.load_delegate))
+    found = prepare_faces(cv2.imread(str(GOLDEN / "frame.png")), FaceDetector())
+    assert len(found.aligned) == 2

@@ -123,7 +123,7 @@ class FaceDetector:
                  iou_threshold: float = 0.3, num_threads: int = 1):
         self.min_score = min_score
         self.iou_threshold = iou_threshold
-        self._it = load_interpreter(model_path, num_threads=num_threads)
+        self._it = load_interpreter(model_path, num_threads=num_threads, input_shape=(1, 320, 320, 3))
         self._input = self._it.get_input_details()[0]
         self._shape: tuple[int, ...] | None = None
         self._outputs: dict[str, int] = {}
