@@ -118,7 +118,8 @@ def test_with_the_broker_down_the_stored_gallery_unlocks_and_the_event_follows(
     running = ServiceThread(Service(offline_cfg, encoder=encoder, stdout=io.StringIO()))
     try:
         assert running.wait_until(lambda s: s.counters.events["unlock"] == 1), "stored gallery still unlocks"
-        assert running.service.sync.sink.pending == 1
+        # The unlock is counted before its event reaches the outbox: wait for that too.
+        assert running.wait_until(lambda s: s.sync.sink.pending == 1), "the event waits in the outbox"
         broker.start()
         assert consumer.wait_for(lambda p: unlocks(p, topic) == [X, X], timeout=20), "delivered when back"
         assert running.wait_until(lambda s: s.sync.sink.pending == 0)
