@@ -145,3 +145,16 @@ def test_the_detector_runs_on_the_builtin_kernels_too(monkeypatch):
                         lambda: SimpleNamespace(Interpreter=builtin_only, load_delegate=litert.load_delegate))
     found = prepare_faces(cv2.imread(str(GOLDEN / "frame.png")), FaceDetector())
     assert len(found.aligned) == 2
+
+
+def test_a_frame_is_not_seen_through_the_padding_of_the_last_one():
+    """The detector reuses its zero-padded input buffer; a smaller image that pads to the
+    same shape must not be detected with the previous image's pixels in its padding."""
+    frame = cv2.imread(str(GOLDEN / "frame.png"))  # 320x240: padded to 320x256
+    fresh = FaceDetector().detect(frame)
+    reused = FaceDetector()
+    reused.detect(np.random.default_rng(0).integers(0, 256, (256, 320, 3), dtype=np.uint8))
+    again = reused.detect(frame)
+    assert len(again) == len(fresh)
+    for a, b in zip(again, fresh):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
