@@ -337,6 +337,26 @@ def test_a_device_cannot_read_another_devices_events(pki, tls_broker):
             client.close()
 
 
+def test_only_doors_and_the_server_read_the_enrolled_face_encodings(pki, tls_broker):
+    """Enrollment records carry face encodings (biometric templates): the clients that
+    act on events (a door controller, Home Assistant) must not receive them, even though
+    the pattern lines grant every door, i.e. every authenticated client, read access."""
+    with EnrollmentClient(settings(pki, tls_broker, "enroll-server")) as server:
+        server.publish(*enrollment(SITE, "acl-reader", unit_vectors(1)))
+    readers = {cn: Client(settings(pki, tls_broker, cn), f"{cn}-enroll-read")
+               for cn in ("door1", "door-controller", "homeassistant")}
+    try:
+        for client in readers.values():
+            client.subscribe(topics.enroll_filter(SITE))
+        assert wait(lambda: any("acl-reader" in t for t, _ in readers["door1"].messages))
+        time.sleep(0.3)
+        for cn in ("door-controller", "homeassistant"):
+            assert not [t for t, _ in readers[cn].messages if "/enroll/" in t], cn
+    finally:
+        for client in readers.values():
+            client.close()
+
+
 def test_the_shipped_broker_config_keeps_retained_messages_across_a_restart():
     """Persistence is on (facegate no longer depends on it, but doors see an empty broker
     until `facegate server` reconnects without it)."""
