@@ -5,6 +5,7 @@ Commands:
               accuracy, speed and size in one run (``python -m bench compare --help``)
     detectors face detectors for the door: detection rate and ms per 640x480 frame
               (``python -m bench detectors --help``)
+    consistency  the enrollment consistency threshold of a model (bench/consistency_bench.py)
     daemon    the daemon's own benchmarks (bench/daemon_bench.py)
     liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
     manifest  site manifest size at 1e2..1e5 people (bench/manifest_bench.py)
