@@ -93,6 +93,16 @@ class QualityConfig:
 
 
 @dataclass
+class DetectionConfig:
+    """Where the face detector searches a camera's frames (daemon/faces/track.py)."""
+    track: bool = doc(True, "After a frame with faces, search the next one only around them (about a "
+                            "fifth of the detector's cost); false: search every whole frame.")
+    full_frame_every: int = doc(10, "While tracking, search the whole frame at least every this many "
+                                    "frames (someone stepping in elsewhere is found within them), and "
+                                    "at once whenever the tracked region holds no face.")
+
+
+@dataclass
 class MatchingConfig:
     """1:N identification against the gallery."""
     threshold: float = doc(0.0, "Match distance threshold; 0 = the model's calibrated threshold from model.json.")
@@ -217,6 +227,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
@@ -296,6 +307,8 @@ def validate(cfg: Config) -> Config:
     for key in ("min_face_px", "min_eye_distance_px", "min_blur"):
         _check(getattr(q, key) >= 0, f"quality.{key} must be >= 0 (got {getattr(q, key)})")
     _check(1 <= q.max_faces <= 16, f"quality.max_faces must be in 1..16 (got {q.max_faces})")
+    _check(1 <= cfg.detection.full_frame_every <= 1000,
+           f"detection.full_frame_every must be in 1..1000 (got {cfg.detection.full_frame_every})")
     _check(0 <= mt.threshold <= 2, f"matching.threshold must be in 0..2 (unit-vector distances; got {mt.threshold})")
     _check(0 <= mt.margin < 2, f"matching.margin must be in [0, 2) (got {mt.margin})")
     _check(1 <= dc.n <= 100, f"decision.n must be in 1..100 (got {dc.n})")

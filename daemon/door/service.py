@@ -29,6 +29,7 @@ from daemon.door.health import Counters, FrameRate, StageTimer
 from daemon.door.sync import Standalone, connect
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import PreparedFaces, prepare_faces
+from daemon.faces.track import FaceTracker
 from daemon.frames import Frame, FrameSource, ResilientSource, configured_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
 from daemon.liveness import FacePoints, LivenessOff, Verdict, build_gate
@@ -72,6 +73,8 @@ class Service:
         self.counters = Counters()
         self.timer = timer or StageTimer()
         self.quality = QualityPolicy.from_config(cfg.quality)
+        # Frames only; gallery photos are searched whole.
+        self.tracker = FaceTracker(cfg.detection.full_frame_every if cfg.detection.track else 1)
         d = cfg.decision
         self.decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=d.cooldown_s)
         self.unknown_decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=cfg.events.unknown_face_interval_s)
@@ -180,7 +183,8 @@ class Service:
     def _process(self, image: np.ndarray) -> FrameOutcome:
         out = FrameOutcome()
         t = self._clock()
-        found = self._faces(image, max_faces=self.cfg.quality.max_faces)
+        found = self.tracker.prepare(image, self.detector, size=self.encoder.info.input_size,
+                                     max_faces=self.cfg.quality.max_faces, quality=self.quality)
         t = self._lap("faces", t)
         out.faces, out.skipped, out.crops = len(found.detected), [reason for _, reason in found.rejected], found.crops
         self.counters.faces += out.faces

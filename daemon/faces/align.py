@@ -128,13 +128,17 @@ def face_order(faces: list[Face], image_size: tuple[int, int]) -> list[Face]:
 
 
 def prepare_faces(image: np.ndarray, detector: FaceDetector, size: int = CROP_SIZE,
-                  max_faces: int | None = None, quality: QualityGate | None = None) -> PreparedFaces:
+                  max_faces: int | None = None, quality: QualityGate | None = None,
+                  region: tuple[int, int, int, int] | None = None) -> PreparedFaces:
     """Detect the faces of an image and align the ``max_faces`` most prominent into crops.
 
     With a quality gate, faces it rules out are listed in ``rejected`` with its reason
-    instead of being aligned.
+    instead of being aligned. ``region`` (x0, y0, x1, y1) limits the search to a part of
+    the image (a camera's tracked faces, daemon.faces.track); order and crops stay in
+    image coordinates.
     """
-    found = PreparedFaces(detected=face_order(detector.detect(image), image.shape[:2]))
+    faces = detector.detect(image, region) if region else detector.detect(image)
+    found = PreparedFaces(detected=face_order(faces, image.shape[:2]))
     gray = None
     for face in found.detected[:max_faces]:
         problem = quality.face_problem(face) if quality else None

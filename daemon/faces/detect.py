@@ -33,6 +33,10 @@ STRIDES = (8, 16, 32)
 # The shrink is bilinear: INTER_AREA took 2.0 ms of a 640x480 frame on one core, bilinear
 # 0.4 ms, and found as many 40 px faces (landmarks moved 0.2 % of the face width).
 MAX_DETECT_SIDE = 480
+# A tracked face's region (FaceTracker) is searched at this size: 192x192 is a fifth of the
+# 480x384 a 640x480 frame is padded to.
+REGION_SIDE = 192
+MAX_INTERPRETERS = 3  # padded input sizes kept loaded (frame, region, one more)
 
 
 @dataclass(frozen=True)
@@ -117,50 +121,72 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
 class FaceDetector:
     """YuNet face detector. Thread-unsafe: one instance per thread.
 
-    The model takes any input size that is a multiple of 32; the interpreter is
-    resized when the (padded) image size changes, which a camera never does.
+    The model takes any input size that is a multiple of 32. Each padded size gets its own
+    interpreter, kept for the next image of that size (a camera's frames and its tracked
+    region: two), as resizing one interpreter back and forth reallocates it every time.
     """
 
     def __init__(self, model_path: str | Path = DETECTOR_PATH, min_score: float = 0.6,
                  iou_threshold: float = 0.3, num_threads: int = 1):
         self.min_score = min_score
         self.iou_threshold = iou_threshold
-        self._it = load_interpreter(model_path, num_threads=num_threads, input_shape=(1, 320, 320, 3))
-        self._input = self._it.get_input_details()[0]
-        self._shape: tuple[int, ...] | None = None
-        self._outputs: dict[str, int] = {}
+        self._model_path, self._num_threads = model_path, num_threads
+        self._runners: dict[tuple[int, ...], tuple] = {}
+        self._runner((1, 320, 320, 3))  # load now: a missing or broken model fails at start
 
-    def _resize(self, shape: tuple[int, ...]) -> None:
-        self._it.resize_tensor_input(self._input["index"], shape)
-        self._it.allocate_tensors()
-        runner = self._it.get_signature_runner()
-        names = runner.get_output_details()
-        self._outputs = {name: d["index"] for name, d in names.items()}
-        missing = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES} - set(self._outputs)
-        if missing:
-            raise ModelError(f"face detector model lacks outputs {sorted(missing)}")
-        self._shape = shape
+    def _runner(self, shape: tuple[int, ...]) -> tuple:
+        """(interpreter, input index, {output name: index}) for one padded input shape."""
+        runner = self._runners.pop(shape, None)
+        if runner is None:
+            it = load_interpreter(self._model_path, num_threads=self._num_threads, input_shape=shape)
+            outputs = {name: d["index"] for name, d in it.get_signature_runner().get_output_details().items()}
+            missing = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES} - set(outputs)
+            if missing:
+                raise ModelError(f"face detector model lacks outputs {sorted(missing)}")
+            runner = (it, it.get_input_details()[0]["index"], outputs)
+        self._runners[shape] = runner  # most recently used last
+        while len(self._runners) > MAX_INTERPRETERS:
+            del self._runners[next(iter(self._runners))]
+        return runner
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a grayscale (H, W) or BGR (H, W, 3) uint8 image, best score first."""
-        image = as_bgr(image)
+    def detect(self, image: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Face]:
+        """Faces in a grayscale (H, W) or BGR (H, W, 3) uint8 image, best score first.
+
+        ``region`` (x0, y0, x1, y1): search only there (a tracked face; see FaceTracker),
+        at most REGION_SIDE pixels a side; faces come back in image coordinates."""
+        if region is None:
+            return self._search(as_bgr(image), MAX_DETECT_SIDE, None)
+        x0, y0, x1, y1 = region
         h, w = image.shape[:2]
-        scale = min(1.0, MAX_DETECT_SIDE / max(h, w))
+        faces = self._search(as_bgr(image[y0:y1, x0:x1]), REGION_SIDE, REGION_SIDE)
+        offset = np.array([x0, y0], np.float32)
+        faces = [Face((f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0), f.score,
+                      f.landmarks + offset) for f in faces]
+
+        def clear_of_the_cut(f: Face) -> bool:
+            # The region's edge cuts through whatever lies across it, and YuNet can take a
+            # cut object for a face; a face across the edge is left to the whole-frame search.
+            return ((x0 == 0 or f.box[0] > x0 + 1) and (y0 == 0 or f.box[1] > y0 + 1)
+                    and (x1 == w or f.box[2] < x1 - 1) and (y1 == h or f.box[3] < y1 - 1))
+        return [f for f in faces if clear_of_the_cut(f)]
+
+    def _search(self, image: np.ndarray, max_side: int, pad_to: int | None) -> list[Face]:
+        h, w = image.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
         if scale < 1.0:
             image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
         sh, sw = image.shape[:2]
-        shape = (1, -(-sh // 32) * 32, -(-sw // 32) * 32, 3)
-        if self._shape != shape:
-            self._resize(shape)
+        shape = (1, pad_to, pad_to, 3) if pad_to else (1, -(-sh // 32) * 32, -(-sw // 32) * 32, 3)
+        it, index, output_index = self._runner(shape)
         # Written straight into the interpreter's input (set_tensor's copy cost 0.4 ms a
         # frame); the view must be gone before invoke. YuNet takes BGR 0..255, zero-padded
         # right and bottom; the padding is cleared every time, as the memory is reused.
-        x = self._it.tensor(self._input["index"])()
+        x = it.tensor(index)()
         x[0, :sh, :sw] = image
         x[0, sh:], x[0, :sh, sw:] = 0, 0
         del x
-        self._it.invoke()
-        outputs = {name: self._it.get_tensor(i) for name, i in self._outputs.items()}
+        it.invoke()
+        outputs = {name: it.get_tensor(i) for name, i in output_index.items()}
         boxes, scores, points = decode(outputs, self.min_score)
         faces = []
         for i in nms(boxes, scores, self.iou_threshold):
