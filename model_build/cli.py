@@ -173,7 +173,7 @@ def cmd_evaluate(args) -> int:
                   progress=not args.no_progress)
     out = Path(args.out) if args.out else None
     if out:
-        write_evaluation_report(ev, out, f"facegate encoder {Path(args.model).name}")
+        write_evaluation_report(ev, out, args.title or f"facegate encoder {Path(args.model).name}")
     summary = {"model": str(args.model), "data": str(args.data), "pairs_file": args.pairs, **ev.summary}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -425,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--folds", type=_folds, default=None, help="pairs folds to use (default: all)")
     e.add_argument("--target-far", type=float, default=1e-3)
     e.add_argument("--out", help="write report.md, report.json and PNG plots here")
+    e.add_argument("--title", help="the report's and plots' title (default: facegate encoder <file name>)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     e.set_defaults(func=cmd_evaluate)
 

@@ -176,8 +176,9 @@ def test_evaluate_reports_lfw_protocol_and_writes_report(tiny_run, tmp_path, cap
     report = tmp_path / "report"
     assert model_build_main(["--no-progress", "--cache-dir", str(cache), "evaluate", "--model",
                              str(out / "encoder.tflite"), "--data", str(FACES), "--pairs", str(pairs),
-                             "--out", str(report), "--json"]) == 0
+                             "--out", str(report), "--json", "--title", "tiny int8 encoder"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    assert (report / "report.md").read_text().startswith("# tiny int8 encoder\n")
     assert summary["pairs"]["n_pairs"] == 8 and summary["pairs"]["folds"] == [1, 2]
     # The figures are the evaluation's own (tests/test_evaluate_cli.py checks them against the
     # encoder run by hand): four pairs per fold, the mean of the folds, the same in report.json.
