@@ -38,9 +38,10 @@ class PhotoGate:
     # A photo farther than this from the median of the person's other photos is taken for
     # someone else's (see find_outliers). Not the match threshold: that is calibrated for a
     # 0.1 % false accept rate, and many genuine photos of a person are farther apart than it.
-    # It depends on the model's distances: with the shipped v2 encoder, on 80 held-out LFW
-    # people with four photos each, 1.25 refused 0.9 % of genuine photos and caught 92.5 % of
-    # someone else's; 1.0 refused 16 % of genuine ones (docs/security.md).
+    # It depends on the model's distances (`python -m bench consistency`): with the shipped
+    # v2 encoder, on 80 held-out LFW people with four photos each, 1.25 refused 1.9 % of
+    # genuine photos and caught 95 % of someone else's; 1.0 refused 20 % of genuine ones
+    # (docs/security.md).
     consistency_threshold: float = 1.25
 
     def faces_problem(self, faces: list[Face]) -> tuple[str, str] | None:
