@@ -106,6 +106,7 @@ def test_the_door_loop_tracks_unless_told_not_to(tmp_path):
             service.close()
         assert all(len(o.crops) == 1 for o in outcomes)
         assert service.tracker.searches["region"] == regions
+        assert service.health()["searches"] == {"frame": 3 - regions, "region": regions}
 
 
 def test_a_face_cut_by_the_region_edge_is_left_to_the_whole_frame_search(detector):

@@ -325,6 +325,7 @@ class Service:
                         "not_in_manifest": sum(not self.sync.admits(r) for r in self.gallery.people())},
             "fps": round(self.fps(), 2), "frames": c.frames, "faces": c.faces,
             "frame_errors": c.frame_errors,
+            "searches": dict(self.tracker.searches),  # detector runs: whole frame / tracked region
             "skipped_faces": dict(c.skipped_faces), "results": dict(c.results),
             "records": sync["records"],
             "manifest": sync["manifest"],
