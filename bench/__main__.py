@@ -10,6 +10,7 @@ Commands:
     liveness  blink and PAD cues: APCER/BPCER, door-level replay, cost (bench/liveness_bench.py)
     manifest  site manifest size at 1e2..1e5 people (bench/manifest_bench.py)
     model     encoder size and per-face latency (bench/model_bench.py)
+    tracking  crops of a tracked-region search vs the whole frame's (bench/tracking_bench.py)
 
 Other harnesses plug in as ``bench/<command>_bench.py`` with a ``main(argv)`` or
 ``main()`` function (the latter reads ``sys.argv``, which is set to its own options).

@@ -15,12 +15,11 @@ For each threshold it prints the share of genuine photos refused and of impostor
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 
-from bench.compare.dataset import load_image_set
+from bench.compare.dataset import held_out_parser, load_image_set
 from daemon.api import default_detector, embed_image
 from daemon.embeddings import load_encoder
 from daemon.server.gate import PhotoGate, find_outliers
@@ -56,10 +55,7 @@ def distances(people: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench consistency", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="folder-per-person images, e.g. ../shared/data/lfw")
-    p.add_argument("--pairs", required=True, help="pairs file whose folds name the held-out people")
-    p.add_argument("--folds", default="7,8")
+    p = held_out_parser("python -m bench consistency", __doc__.splitlines()[0])
     p.add_argument("--photos", type=int, default=4)
     p.add_argument("--people", type=int, default=80)
     p.add_argument("--model", help="encoder .tflite (default: the shipped one)")

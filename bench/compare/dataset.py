@@ -110,6 +110,18 @@ def map_pairs(protocol: PairsProtocol, folds: list[int], index: dict[str, int]) 
                  np.array(cols[2], bool), np.array(cols[3], np.int64), dropped)
 
 
+def held_out_parser(prog: str, description: str):
+    """An argument parser with --data, --pairs and --folds: the held-out people of a pairs
+    file, for the harnesses that measure on them (bench consistency, bench tracking)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--data", required=True, help="folder-per-person images, e.g. ../shared/data/lfw")
+    p.add_argument("--pairs", required=True, help="pairs file whose folds name the held-out people")
+    p.add_argument("--folds", default="7,8", help="1-based folds of --pairs (default 7,8: never trained on)")
+    return p
+
+
 def load_image_set(root: str | Path, pairs_file: str | Path | None = None, folds: str = "7,8",
                    max_people: int | None = None, max_images: int | None = None,
                    seed: int = 0) -> tuple[ImageSet, list[int]]:
