@@ -158,3 +158,18 @@ def test_a_frame_is_not_seen_through_the_padding_of_the_last_one():
     assert len(again) == len(fresh)
     for a, b in zip(again, fresh):
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_images_of_many_sizes_share_a_few_interpreters_and_detect_the_same():
+    """Photos of many sizes (training data, enrollment) cycle the detector's interpreters:
+    beyond a few input sizes the oldest is resized. The golden frame's faces stay the same."""
+    frame = cv2.imread(str(GOLDEN / "frame.png"))
+    fresh = FaceDetector().detect(frame)
+    busy = FaceDetector()
+    rng = np.random.default_rng(1)
+    for side in (96, 160, 224, 288, 352, 416):
+        busy.detect(rng.integers(0, 256, (side, side + 32, 3), dtype=np.uint8))
+    again = busy.detect(frame)
+    assert len(busy._runners) <= 3 and len(again) == len(fresh) == 2
+    for a, b in zip(again, fresh):
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)

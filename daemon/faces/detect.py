@@ -37,7 +37,7 @@ MAX_DETECT_SIDE = 480
 # A tracked face's region (FaceTracker) is searched at this size: 192x192 is a fifth of the
 # 480x384 a 640x480 frame is padded to.
 REGION_SIDE = 192
-MAX_INTERPRETERS = 3  # padded input sizes kept loaded (frame, region, one more)
+MAX_INTERPRETERS = 3  # padded input sizes kept loaded (frame, region, one more); then the oldest is resized
 
 
 @dataclass(frozen=True)
@@ -139,15 +139,18 @@ class FaceDetector:
         """(interpreter, input index, {output name: index}) for one padded input shape."""
         runner = self._runners.pop(shape, None)
         if runner is None:
-            it = load_interpreter(self._model_path, num_threads=self._num_threads, input_shape=shape)
+            if len(self._runners) >= MAX_INTERPRETERS:  # photos of many sizes: resize the oldest
+                it = self._runners.pop(next(iter(self._runners)))[0]
+                it.resize_tensor_input(it.get_input_details()[0]["index"], shape)
+                it.allocate_tensors()
+            else:
+                it = load_interpreter(self._model_path, num_threads=self._num_threads, input_shape=shape)
             outputs = {name: d["index"] for name, d in it.get_signature_runner().get_output_details().items()}
             missing = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES} - set(outputs)
             if missing:
                 raise ModelError(f"face detector model lacks outputs {sorted(missing)}")
             runner = (it, it.get_input_details()[0]["index"], outputs)
         self._runners[shape] = runner  # most recently used last
-        while len(self._runners) > MAX_INTERPRETERS:
-            del self._runners[next(iter(self._runners))]
         return runner
 
     def detect(self, image: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Face]:
