@@ -97,10 +97,8 @@ class FacegateSystem:
 
     def run_frame(self, frame: np.ndarray, matcher: Matcher, tracker: FaceTracker | None = None) -> FrameTiming:
         t0 = time.perf_counter()
-        if tracker is None:
-            found = prepare_faces(frame, self.detector, self.size, max_faces=1, quality=self.quality)
-        else:
-            found = tracker.prepare(frame, self.detector, size=self.size, max_faces=1, quality=self.quality)
+        prepare = prepare_faces if tracker is None else tracker.prepare
+        found = prepare(frame, self.detector, size=self.size, max_faces=1, quality=self.quality)
         t1 = time.perf_counter()
         if not found.aligned:
             return FrameTiming({"faces": t1 - t0}, t1 - t0, False)

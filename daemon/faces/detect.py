@@ -133,14 +133,20 @@ class FaceDetector:
         self.iou_threshold = iou_threshold
         self._model_path, self._num_threads = model_path, num_threads
         self._runners: dict[tuple[int, ...], tuple] = {}
-        self._runner((1, 320, 320, 3))  # load now: a missing or broken model fails at start
+        self._spare = None  # an interpreter to resize for the next new size, before loading one
+        # Loaded and checked now, so a missing or broken model fails at start; the first
+        # image's size then reuses it.
+        self._spare = self._runner((1, 320, 320, 3))[0]
+        self._runners.clear()
 
     def _runner(self, shape: tuple[int, ...]) -> tuple:
         """(interpreter, input index, {output name: index}) for one padded input shape."""
         runner = self._runners.pop(shape, None)
         if runner is None:
-            if len(self._runners) >= MAX_INTERPRETERS:  # photos of many sizes: resize the oldest
-                it = self._runners.pop(next(iter(self._runners)))[0]
+            if self._spare is None and len(self._runners) >= MAX_INTERPRETERS:
+                self._spare = self._runners.pop(next(iter(self._runners)))[0]  # photos of many sizes: the oldest
+            if self._spare is not None:
+                it, self._spare = self._spare, None
                 it.resize_tensor_input(it.get_input_details()[0]["index"], shape)
                 it.allocate_tensors()
             else:

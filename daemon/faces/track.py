@@ -60,12 +60,13 @@ class FaceTracker:
     def prepare(self, image: np.ndarray, detector: FaceDetector, **kwargs) -> PreparedFaces:
         """prepare_faces on a frame, searching the tracked region when there is one."""
         region = self._region if self._since_full < self.full_frame_every - 1 else None
-        found = prepare_faces(image, detector, region=region, **kwargs) if region else None
-        self.searches["region" if region else "frame"] += 1
+        found = None
+        if region:
+            found = prepare_faces(image, detector, region=region, **kwargs)
+            self.searches["region"] += 1
         if found is None or not found.detected:
-            if found is not None:
-                self.searches["frame"] += 1
             region, found = None, prepare_faces(image, detector, **kwargs)
+            self.searches["frame"] += 1
         self._since_full = 0 if region is None else self._since_full + 1
         self._region = region_around(found.detected, image.shape[:2], self.context)
         return found
