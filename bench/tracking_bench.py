@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from bench.compare.dataset import held_out_parser, load_image_set
+from bench.compare.speed import make_frame
 from daemon.embeddings import load_encoder
 from daemon.faces.align import prepare_faces
 from daemon.faces.detect import FaceDetector
@@ -36,10 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         photo = cv2.imread(str(images.paths[i]))
         own = prepare_faces(photo, detector)
         side = int(rng.choice(SIDES))
-        frame = np.full((480, 640, 3), int(rng.integers(40, 200)), np.uint8)
-        x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
-        frame[y:y + side, x:x + side] = cv2.resize(photo, (side, side),
-                                                   interpolation=cv2.INTER_AREA if side < 250 else cv2.INTER_LINEAR)
+        frame = make_frame(cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA if side < 250
+                                      else cv2.INTER_LINEAR), rng)  # bench compare's 640x480 frames
         whole = prepare_faces(frame, detector)
         region = region_around(whole.detected, frame.shape[:2])
         tracked = prepare_faces(frame, detector, region=region) if region else None
