@@ -143,6 +143,40 @@ def test_split_open_set_enrols_half_of_people_with_several_images():
 # ----------------------------------------------------------------- data selection and docs
 
 
+def test_pairs_every_system_embedded_take_detection_out_of_the_comparison():
+    """A system that misses a face loses its pairs in the plain LFW figure; on the pairs
+    every system embedded, two systems with the same embeddings score the same."""
+    from types import SimpleNamespace
+
+    from bench.compare.cli import score_accuracy
+    from bench.compare.dataset import ImageSet, Pairs
+
+    # Two people, four photos each, as unit vectors 40 degrees apart; image 0 is A's.
+    labels = np.array(["A"] * 4 + ["B"] * 4)
+    emb = np.stack([unit(0 + d) for d in (0, 3, 6, 9)] + [unit(40 + d) for d in (0, 3, 6, 9)])
+    misses = emb.copy()
+    misses[0] = np.nan  # this system found no face in image 0
+    a = np.array([0, 1, 4, 5, 0, 2, 1, 3] * 2)
+    b = np.array([1, 2, 5, 6, 4, 6, 5, 7] * 2)
+    same = labels[a] == labels[b]
+    pairs = Pairs(a, b, same, np.repeat([1, 2], 8))
+    images = ImageSet(Path("."), [Path(f"{i}.png") for i in range(8)], labels, pairs)
+
+    assert scoring.pairs_all_embedded([emb, misses], a, b).tolist() == [a_ != 0 and b_ != 0
+                                                                         for a_, b_ in zip(a, b)]
+    systems = [SimpleNamespace(name="sees all"), SimpleNamespace(name="misses one")]
+    acc, _, _ = score_accuracy(systems, {"sees all": emb, "misses one": misses}, images,
+                               np.random.default_rng(0))
+    assert acc["sees all"]["lfw"]["accuracy_mean"] == 1.0
+    assert acc["misses one"]["lfw"]["accuracy_mean"] < 1.0  # its missed genuine pairs count as refused
+    for name in acc:
+        common = acc[name]["lfw_all_embedded"]
+        assert common["n_pairs"] == 12 and common["n_failed_pairs"] == 0
+        assert common["accuracy_mean"] == 1.0
+    table = "\n".join(report.accuracy_table({"accuracy": acc, "meta": {"data": {"folds": [1, 2]}}}))
+    assert "the same, on the 12 pairs every system embedded | 1.0000 ± 0.0000 | 1.0000 ± 0.0000 |" in table
+
+
 def test_pairs_file_limits_images_to_the_people_of_the_folds(tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("2\t1\nDonald_Rumsfeld\t1\t2\nDonald_Rumsfeld\t1\tJean_Chretien\t1\n"

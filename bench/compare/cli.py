@@ -246,8 +246,17 @@ def score_accuracy(systems: list, embeddings: dict, images: ImageSet,
     if len(pair_subset) < len(images.paths):
         notes.append(f"all-vs-all pairs scored on a seeded subsample of {len(pair_subset)} images")
     accuracy, curves = {}, {}
+    pairs = images.pairs
+    common = None
+    if pairs is not None and len(pairs.same):
+        common = scoring.pairs_all_embedded([embeddings[s.name] for s in systems], pairs.idx_a, pairs.idx_b)
     for system in systems:
         accuracy[system.name], all_pairs = score_system(embeddings[system.name], images, split, pair_subset)
+        if common is not None:
+            # Detection aside: the same pairs for everyone, those no system failed on.
+            accuracy[system.name]["lfw_all_embedded"] = scoring.lfw_accuracy(
+                embeddings[system.name], pairs.idx_a[common], pairs.idx_b[common],
+                pairs.same[common], pairs.folds[common])
         if all_pairs.far is not None:
             curves[system.name] = (all_pairs.far, all_pairs.tar)
     return accuracy, curves, notes

@@ -181,6 +181,10 @@ def accuracy_table(results: dict) -> list[str]:
         rows.append([f"LFW-protocol accuracy, folds {folds} ({first['lfw']['n_pairs']} pairs)"] +
                     [f"{a['lfw']['accuracy_mean']:.4f} ± {a['lfw']['accuracy_std']:.4f}" if a.get("lfw") else "n/a"
                      for a in acc.values()])
+    if first.get("lfw_all_embedded"):
+        rows.append([f"the same, on the {first['lfw_all_embedded']['n_pairs']} pairs every system embedded"] +
+                    [f"{a['lfw_all_embedded']['accuracy_mean']:.4f} ± {a['lfw_all_embedded']['accuracy_std']:.4f}"
+                     if a.get("lfw_all_embedded") else "n/a" for a in acc.values()])
     if first.get("all_pairs"):
         ap = first["all_pairs"]
         for k, row in enumerate(ap["tar_at_far"]):
