@@ -169,6 +169,11 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
            ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def lfw_cell(result: dict | None) -> str:
+    """An LFW-protocol accuracy as mean ± std over folds."""
+    return f"{result['accuracy_mean']:.4f} ± {result['accuracy_std']:.4f}" if result else "n/a"
+
+
 def accuracy_table(results: dict) -> list[str]:
     acc = results["accuracy"]
     systems = list(acc)
@@ -179,12 +184,10 @@ def accuracy_table(results: dict) -> list[str]:
     if first.get("lfw"):
         folds = ",".join(map(str, results["meta"]["data"]["folds"]))
         rows.append([f"LFW-protocol accuracy, folds {folds} ({first['lfw']['n_pairs']} pairs)"] +
-                    [f"{a['lfw']['accuracy_mean']:.4f} ± {a['lfw']['accuracy_std']:.4f}" if a.get("lfw") else "n/a"
-                     for a in acc.values()])
+                    [lfw_cell(a.get("lfw")) for a in acc.values()])
     if first.get("lfw_all_embedded"):
         rows.append([f"the same, on the {first['lfw_all_embedded']['n_pairs']} pairs every system embedded"] +
-                    [f"{a['lfw_all_embedded']['accuracy_mean']:.4f} ± {a['lfw_all_embedded']['accuracy_std']:.4f}"
-                     if a.get("lfw_all_embedded") else "n/a" for a in acc.values()])
+                    [lfw_cell(a.get("lfw_all_embedded")) for a in acc.values()])
     if first.get("all_pairs"):
         ap = first["all_pairs"]
         for k, row in enumerate(ap["tar_at_far"]):
