@@ -3,6 +3,7 @@
 # scored on held-out LFW folds 7-8. Two runs at a time, one thread each.
 set -u
 cd "$(dirname "$0")/../.."
+. model_build/recipes/malloc.sh
 COMMON="--data ../shared/data/lfw --data ../shared/data/celeba_subset --data ../shared/data/kz_faces \
  --pairs ../shared/data/lfw_pairs_dev.txt --holdout-folds 7,8 --steps 500 --eval-every 500 \
  --checkpoint-every 250 --workers 1 --threads 1"

@@ -6,6 +6,7 @@
 # stage 4's views (seed 1) and 60 min of training, and 23 + 74 min for stage 5 (seed 2).
 set -eu
 cd "$(dirname "$0")/../.."
+. model_build/recipes/malloc.sh
 DATA="--data ../shared/data/lfw --data ../shared/data/celeba_subset --data ../shared/data/kz_faces \
   --pairs ../shared/data/lfw_pairs_dev.txt --holdout-folds 7,8 --teacher sface --losses distill=1 --views 4 --workers 2"
 # Stage 1: 3800 steps, peak learning rate 3e-3.
