@@ -4,7 +4,7 @@
 # (docs/model.md, "Training"). Six warm-restarted stages: about 20 min of aligning and
 # labelling, 50 + 50 + 80 min of training on 2 cores, then another 17 min of labelling for
 # stage 4's views (seed 1) and 60 min of training, 23 + 74 min for stage 5 (seed 2) and
-# 26 + 72 min for stage 6 (seed 3).
+# 26 + 84 min for stage 6 (seed 3; its first 250 steps ran without malloc.sh).
 set -eu
 cd "$(dirname "$0")/../.."
 . model_build/recipes/malloc.sh
