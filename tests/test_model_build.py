@@ -84,6 +84,25 @@ def test_export_metadata_is_complete(tiny_run):
     assert meta["files"]["int8"]["bytes"] == (out / "encoder.tflite").stat().st_size
 
 
+def test_export_refuses_an_int8_model_that_disagrees_with_keras(tiny_run, tmp_path, monkeypatch, caplog):
+    """When the int8 model drifts from Keras, export exits 1 with the figure, and the card it
+    leaves (for diagnosis) has no threshold, so no daemon will load that model."""
+    from daemon.embeddings.card import read_card
+    from daemon.runtime import ModelError
+    import model_build.export.tflite as tflite
+    run, _, cache = tiny_run
+    out = tmp_path / "export"
+    monkeypatch.setattr(tflite, "MIN_INT8_COSINE", 1.01)  # no model can reach it
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "export",
+                             "--run-dir", str(run), "--out", str(out)]) == 1
+    assert "int8 embeddings disagree with the Keras model: mean cosine" in caplog.text
+    card = json.loads((out / "model.json").read_text())
+    assert 0.9 < card["export_check"]["int8"]["mean_cosine"] < 1.01
+    assert "thresholds" not in card
+    with pytest.raises(ModelError, match="thresholds"):
+        read_card(out / "encoder.tflite")
+
+
 def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
     run, _, cache = tiny_run
     resumed = tmp_path / "run"
