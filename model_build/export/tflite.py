@@ -24,9 +24,10 @@ from daemon.faces.align import normalize_crop
 EDGETPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED", "L2_NORMALIZATION",
                "RESHAPE", "QUANTIZE", "DEQUANTIZE", "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D",
                "CONCATENATION", "MUL", "SUB", "LOGISTIC", "RELU", "RELU6", "PAD"}
-# A proxy for "int8 within 0.5 points of float", which the held-out evaluation then checks.
-# Stage 7 sat at 0.9878 (min 0.977) with the same held-out TAR@1e-3 as float (0.9047 vs
-# 0.9042) and accuracy 0.42 points below it (docs/model.md, "The shipped model").
+# A proxy for "int8 within 0.5 points of float": the held-out evaluation that follows
+# reports both models but does not gate on their gap. Stages 7 and 8 sat at 0.9878 and 0.9864
+# with int8 within 0.5 points of float; stage 9 fell to 0.978 and was refused (its int8 model
+# was 0.5 points under float). docs/model.md, "The shipped model" and "Stage 9".
 MIN_INT8_COSINE = 0.985
 
 
