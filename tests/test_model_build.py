@@ -103,6 +103,22 @@ def test_export_refuses_an_int8_model_that_disagrees_with_keras(tiny_run, tmp_pa
         read_card(out / "encoder.tflite")
 
 
+def test_global_depthwise_batch_norm_cannot_amplify_a_near_dead_channel():
+    """Training drives a few channels of the global depthwise conv's batch norm towards zero
+    variance. Its gain must stay near 10 * |gamma| however small that variance gets: at 41-46
+    it amplified int8 rounding until stage 9's int8 export fell 0.5 points under float."""
+    from model_build.models.encoder import build_encoder
+    bn = build_encoder(width=0.25).get_layer("gdc_dwbn")
+    gamma, beta, mean, var = (np.array(w) for w in bn.get_weights())
+    gamma[:], beta[:], mean[:] = 1.5, 0.0, 0.0
+    var[:] = np.geomspace(1e-8, 1.0, var.size)
+    bn.set_weights([gamma, beta, mean, var])
+    x = np.full((1, 1, 1, var.size), 0.01, np.float32)
+    gain = np.asarray(bn(x, training=False))[0, 0, 0] / x[0, 0, 0]
+    assert gain.max() <= 10.0 * 1.5 + 1e-3, gain.max()
+    assert gain[-1] == pytest.approx(1.5 / np.sqrt(1.01), rel=1e-3)  # a unit-variance channel keeps its gain
+
+
 def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
     run, _, cache = tiny_run
     resumed = tmp_path / "run"

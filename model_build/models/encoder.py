@@ -32,6 +32,12 @@ BLOCKS = (
 )
 HEAD = 512
 BN_MOMENTUM = 0.9  # short runs: a slower average leaves inference-mode embeddings collapsed
+# The global depthwise conv's batch norm multiplies each channel by gamma / sqrt(var + eps).
+# Training drives a few channels' variance to ~4e-4; with Keras's eps of 1e-3 that gain
+# reached 41-46, and it multiplies the int8 rounding of those channels' 7x7 input, which
+# pulled stage 9's int8 model 0.5 points under its float one (docs/model.md, "Stage 9").
+# A larger eps bounds the gain (about 10 * |gamma|) and quietens only near-dead channels.
+GDC_BN_EPSILON = 1e-2
 
 
 @keras.saving.register_keras_serializable(package="facegate")
@@ -50,10 +56,10 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True):
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x) if activation else x
 
 
-def _depthwise_bn(x, stride, name, kernel=3, padding="same"):
+def _depthwise_bn(x, stride, name, kernel=3, padding="same", epsilon=1e-3):
     x = keras.layers.DepthwiseConv2D(kernel, stride, padding=padding, use_bias=False,
                                      name=f"{name}_dw")(x)
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dwbn")(x)
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=f"{name}_dwbn")(x)
 
 
 def _inverted_residual(x, expansion, filters, stride, name):
@@ -82,7 +88,7 @@ def build_encoder(input_size: int = 112, embedding_size: int = 128, width: float
                                    f"block{b}_{r}")
     x = _conv_bn(x, w(HEAD), 1, 1, "head")
     # Global depthwise conv: a learned per-position weighting of the final 7x7 map.
-    x = _depthwise_bn(x, 1, "gdc", kernel=x.shape[1], padding="valid")
+    x = _depthwise_bn(x, 1, "gdc", kernel=x.shape[1], padding="valid", epsilon=GDC_BN_EPSILON)
     x = keras.layers.Flatten(name="flatten")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
