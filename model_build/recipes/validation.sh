@@ -6,7 +6,10 @@
 # stage 4's views (seed 1) and 60 min of training, 23 + 74 min for stage 5 (seed 2) and
 # 26 + 84 min for stage 6 (seed 3; its first 250 steps ran without malloc.sh) and 27 + 90 min
 # for stage 7 (seed 4), then 13 + 24 min for stage 8 (seed 5) on a faster 2-core AMD EPYC
-# (Zen 5, AVX-512). A ninth stage was trained and not shipped (docs/model.md, "Stage 9").
+# (Zen 5, AVX-512). Stages 9-11 were trained and not shipped (docs/model.md, "Stage 9" and
+# "Stage 10"). All eight shipped stages were built with Keras's batch-norm epsilon 1e-3 in the
+# global depthwise conv; this checkout builds 1e-2 (GDC_BN_EPSILON, models/encoder.py), so to
+# reproduce the shipped weights exactly, run this script from commit db0957e.
 set -eu
 cd "$(dirname "$0")/../.."
 . model_build/recipes/malloc.sh
