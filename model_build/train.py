@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from model_build.data.datasets import DatasetError
 from model_build.data.distill import DistillSet
 from model_build.losses.combine import LossMix, parse_losses
 from model_build.losses.distillation import TargetSpace
-from model_build.models.encoder import build_encoder
+from model_build.models.encoder import GDC_BN_EPSILON, PRE_STAGE10_GDC_BN_EPSILON, build_encoder
 from model_build.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -147,13 +147,18 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if tf.train.latest_checkpoint(run_dir / "checkpoints"):  # resuming: the network it trained
+        cfg = replace(cfg, gdc_bn_epsilon=built_gdc_bn_epsilon(run_dir))
+    elif cfg.gdc_bn_epsilon is None:
+        cfg = replace(cfg, gdc_bn_epsilon=GDC_BN_EPSILON)
     keras.utils.set_random_seed(cfg.seed)
     space = TargetSpace.fit(data.teacher, cfg.embedding_size, seed=cfg.seed)
     space.save(run_dir / "target_space.npz")
     mix = parse_losses(cfg.losses, margin=cfg.margin, embedding_size=cfg.embedding_size)
     strategy = choose_strategy()
     with strategy.scope():
-        model = build_encoder(cfg.input_size, cfg.embedding_size, cfg.width)
+        model = build_encoder(cfg.input_size, cfg.embedding_size, cfg.width,
+                              gdc_bn_epsilon=cfg.gdc_bn_epsilon)
         if init_from:
             model.set_weights(keras.models.load_model(init_from).get_weights())
             log.info("initialised from %s", init_from)
@@ -225,6 +230,13 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     return model
 
 
+def built_gdc_bn_epsilon(run_dir: Path) -> float:
+    """The global depthwise batch-norm epsilon a run's network was built with."""
+    cfg_file = run_dir / "train_config.json"
+    saved = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    return saved.get("gdc_bn_epsilon") or PRE_STAGE10_GDC_BN_EPSILON
+
+
 def load_trained(run_dir: str | Path) -> keras.Model:
     """The final Keras encoder of a run (falls back to its latest checkpoint)."""
     run_dir = Path(run_dir)
@@ -235,7 +247,8 @@ def load_trained(run_dir: str | Path) -> keras.Model:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run (no train_config.json)")
     cfg = json.loads(cfg_file.read_text())
-    model = build_encoder(cfg["input_size"], cfg["embedding_size"], cfg["width"])
+    model = build_encoder(cfg["input_size"], cfg["embedding_size"], cfg["width"],
+                          gdc_bn_epsilon=built_gdc_bn_epsilon(run_dir))
     latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
     if not latest:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")

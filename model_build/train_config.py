@@ -30,6 +30,10 @@ class TrainConfig:
     weight_decay: float = 5e-5
     seed: int = 0
     checkpoint_every: int = 250
+    # The global depthwise conv's batch-norm epsilon (models/encoder.py, GDC_BN_EPSILON when
+    # None). It is no weight, so a checkpoint does not carry it: the run records the value it
+    # built, and a resume rebuilds with that.
+    gdc_bn_epsilon: float | None = None
     views: dict = field(default_factory=lambda: asdict(ViewConfig()))
 
     @property

@@ -133,6 +133,29 @@ def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
     assert steps[:len(history)] == [3, 6] and steps[len(history):] == [9]
 
 
+def test_a_resumed_run_rebuilds_the_batch_norm_epsilon_it_was_trained_with(tiny_run, tmp_path):
+    """The epsilon is no weight, so a checkpoint cannot carry it. A run saved before stage 10
+    (no "gdc_bn_epsilon" in its train_config.json) was built with 1e-3; resuming or
+    reloading it with today's 1e-2 would silently change every embedding."""
+    import keras
+    from model_build.models.encoder import GDC_BN_EPSILON, PRE_STAGE10_GDC_BN_EPSILON
+    from model_build.train import load_trained
+    run, _, cache = tiny_run
+    assert json.loads((run / "train_config.json").read_text())["gdc_bn_epsilon"] == GDC_BN_EPSILON
+    old = tmp_path / "run"
+    shutil.copytree(run, old)
+    (old / "encoder.keras").unlink()
+    cfg = json.loads((old / "train_config.json").read_text())
+    del cfg["gdc_bn_epsilon"]
+    (old / "train_config.json").write_text(json.dumps(cfg))
+    assert load_trained(old).get_layer("gdc_dwbn").epsilon == PRE_STAGE10_GDC_BN_EPSILON
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "train", *TINY,
+                             "--run-dir", str(old), "--steps", "9"]) == 0
+    resumed = keras.models.load_model(old / "encoder.keras")
+    assert resumed.get_layer("gdc_dwbn").epsilon == PRE_STAGE10_GDC_BN_EPSILON
+    assert json.loads((old / "train_config.json").read_text())["gdc_bn_epsilon"] == PRE_STAGE10_GDC_BN_EPSILON
+
+
 def test_dataset_skips_and_counts_bad_files(tmp_path):
     root = tmp_path / "set"
     src = sorted((FACES / sorted(p.name for p in FACES.iterdir() if p.is_dir())[0]).glob("*.jpg"))

@@ -38,6 +38,9 @@ BN_MOMENTUM = 0.9  # short runs: a slower average leaves inference-mode embeddin
 # pulled stage 9's int8 model 0.5 points under its float one (docs/model.md, "Stage 9").
 # A larger eps bounds the gain (about 10 * |gamma|) and quietens only near-dead channels.
 GDC_BN_EPSILON = 1e-2
+# What runs saved before stage 10 were built with; their train_config.json has no
+# "gdc_bn_epsilon", and resuming or reloading them must rebuild the same network.
+PRE_STAGE10_GDC_BN_EPSILON = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="facegate")
@@ -73,7 +76,8 @@ def _inverted_residual(x, expansion, filters, stride, name):
 
 
 def build_encoder(input_size: int = 112, embedding_size: int = 128, width: float = 1.0,
-                  dropout: float = 0.0, blocks=BLOCKS) -> keras.Model:
+                  dropout: float = 0.0, blocks=BLOCKS,
+                  gdc_bn_epsilon: float = GDC_BN_EPSILON) -> keras.Model:
     """The encoder: (input_size, input_size, 1) floats in [-1, 1] -> unit embeddings."""
     def w(c):
         return max(8, int(round(c * width / 8)) * 8)
@@ -88,7 +92,7 @@ def build_encoder(input_size: int = 112, embedding_size: int = 128, width: float
                                    f"block{b}_{r}")
     x = _conv_bn(x, w(HEAD), 1, 1, "head")
     # Global depthwise conv: a learned per-position weighting of the final 7x7 map.
-    x = _depthwise_bn(x, 1, "gdc", kernel=x.shape[1], padding="valid", epsilon=GDC_BN_EPSILON)
+    x = _depthwise_bn(x, 1, "gdc", kernel=x.shape[1], padding="valid", epsilon=gdc_bn_epsilon)
     x = keras.layers.Flatten(name="flatten")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
