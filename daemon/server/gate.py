@@ -39,8 +39,8 @@ class PhotoGate:
     # someone else's (see find_outliers). Not the match threshold: that is calibrated for a
     # 0.1 % false accept rate, and many genuine photos of a person are farther apart than it.
     # It depends on the model's distances (`python -m bench consistency`): with the shipped
-    # v2 encoder (stage 8), on 80 held-out LFW people with four photos each, 1.25 refused
-    # 1.2 % of genuine photos and caught 96.2 % of someone else's; 1.0 refused 14 % of
+    # v2 encoder (stage 12), on 80 held-out LFW people with four photos each, 1.25 refused
+    # 1.2 % of genuine photos and caught 97.5 % of someone else's; 1.0 refused 14 % of
     # genuine ones (docs/security.md).
     consistency_threshold: float = 1.25
 
