@@ -147,8 +147,10 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    saved_cfg = run_dir / "train_config.json"
     if tf.train.latest_checkpoint(run_dir / "checkpoints"):  # resuming: the network it trained
-        cfg = replace(cfg, gdc_bn_epsilon=built_gdc_bn_epsilon(run_dir))
+        saved = json.loads(saved_cfg.read_text()) if saved_cfg.is_file() else {}
+        cfg = replace(cfg, gdc_bn_epsilon=built_gdc_bn_epsilon(saved))
     elif cfg.gdc_bn_epsilon is None:
         cfg = replace(cfg, gdc_bn_epsilon=GDC_BN_EPSILON)
     keras.utils.set_random_seed(cfg.seed)
@@ -171,7 +173,7 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var))
-    (run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    saved_cfg.write_text(json.dumps(asdict(cfg), indent=2))
     start = int(step_var)
     if start >= cfg.steps:
         return model
@@ -230,11 +232,9 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     return model
 
 
-def built_gdc_bn_epsilon(run_dir: Path) -> float:
-    """The global depthwise batch-norm epsilon a run's network was built with."""
-    cfg_file = run_dir / "train_config.json"
-    saved = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    return saved.get("gdc_bn_epsilon") or PRE_STAGE10_GDC_BN_EPSILON
+def built_gdc_bn_epsilon(saved_cfg: dict) -> float:
+    """The global depthwise batch-norm epsilon a run was built with, from its saved config."""
+    return saved_cfg.get("gdc_bn_epsilon") or PRE_STAGE10_GDC_BN_EPSILON
 
 
 def load_trained(run_dir: str | Path) -> keras.Model:
@@ -248,7 +248,7 @@ def load_trained(run_dir: str | Path) -> keras.Model:
         raise FileNotFoundError(f"{run_dir} is not a training run (no train_config.json)")
     cfg = json.loads(cfg_file.read_text())
     model = build_encoder(cfg["input_size"], cfg["embedding_size"], cfg["width"],
-                          gdc_bn_epsilon=built_gdc_bn_epsilon(run_dir))
+                          gdc_bn_epsilon=built_gdc_bn_epsilon(cfg))
     latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
     if not latest:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
