@@ -87,9 +87,9 @@ def _training_set(args, cfg, excluded: set[str]):
     from model_build.data.distill import distill_set
     from model_build.data.views import ViewConfig
     from model_build.losses.combine import parse_spec
-    from model_build.losses.names import METRIC_LOSS_NAMES
+    from model_build.losses.names import LABELLED_LOSS_NAMES
     from model_build.train import TrainingSet
-    needs_identities = cfg.identities_per_batch if set(parse_spec(cfg.losses)) & set(METRIC_LOSS_NAMES) else 0
+    needs_identities = cfg.identities_per_batch if set(parse_spec(cfg.losses)) & set(LABELLED_LOSS_NAMES) else 0
     views = ViewConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.views.items()})
     parts = [distill_set(align_folder(root, cfg.input_size, args.cache_dir, not args.no_progress),
                          cfg.teacher, views, cfg.seed, Path(args.cache_dir), args.workers,

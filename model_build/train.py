@@ -10,7 +10,8 @@ The data flow of a run, top to bottom:
 3. the encoder (model_build.models.encoder);
 4. the losses, weighted (model_build.losses.combine): regression to the teacher's
    vector in the student's PCA target space, the relational (cosine-matrix) loss, and
-   a metric loss (FaceNet's semi-hard triplet by default) on the labelled rows.
+   on the labelled rows regression to the person's teacher centre and a metric loss
+   (FaceNet's semi-hard triplet by default).
 
 Runs under a ``tf.distribute`` strategy (the default one on a CPU, MirroredStrategy over
 several GPUs), and checkpoints so an interrupted run resumes with the same batches.
@@ -33,7 +34,7 @@ from daemon.faces.align import normalize_crop
 from model_build.data.datasets import DatasetError
 from model_build.data.distill import DistillSet
 from model_build.losses.combine import LossMix, parse_losses
-from model_build.losses.distillation import TargetSpace
+from model_build.losses.distillation import TargetSpace, identity_centres
 from model_build.models.encoder import GDC_BN_EPSILON, PRE_STAGE10_GDC_BN_EPSILON, build_encoder
 from model_build.train_config import TrainConfig
 
@@ -157,6 +158,8 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     space = TargetSpace.fit(data.teacher, cfg.embedding_size, seed=cfg.seed)
     space.save(run_dir / "target_space.npz")
     mix = parse_losses(cfg.losses, margin=cfg.margin, embedding_size=cfg.embedding_size)
+    if "centre" in mix.weights:
+        mix.centres = tf.constant(identity_centres(space(data.teacher), data.labels))
     strategy = choose_strategy()
     with strategy.scope():
         model = build_encoder(cfg.input_size, cfg.embedding_size, cfg.width,
@@ -179,7 +182,7 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
         return model
 
     dist_ds = strategy.experimental_distribute_dataset(
-        make_dataset(data, space, cfg, start, labelled=mix.metric is not None))
+        make_dataset(data, space, cfg, start, labelled=mix.needs_labels))
 
     def step_fn(x, target, teacher, labels):
         with tf.GradientTape() as tape:

@@ -632,3 +632,34 @@ def test_loss_names_and_the_command_line_load_without_tensorflow():
             "assert 'margin' in METRIC_LOSS_NAMES and 'distill' in LOSS_NAMES; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_identity_centres_average_every_view_of_every_photo():
+    """A person's centre is the normalised mean over all their photos' views; rows of
+    single-image people (label -1) belong to no centre."""
+    from model_build.losses.distillation import identity_centres
+    t = np.zeros((4, 2, 3), np.float32)
+    t[0] = [[1, 0, 0], [0, 1, 0]]     # person 0
+    t[1] = [[1, 0, 0], [1, 0, 0]]     # person 0
+    t[2] = [[0, 0, 1], [0, 0, 1]]     # person 1
+    t[3] = [[0, 1, 0], [0, 1, 0]]     # nobody's
+    c = identity_centres(t, np.array([0, 0, 1, -1]))
+    np.testing.assert_allclose(c, [[3 / np.sqrt(10), 1 / np.sqrt(10), 0], [0, 0, 1]], atol=1e-6)
+
+
+def test_centre_loss_pulls_labelled_rows_to_their_persons_centre():
+    """The centre term is the mean squared distance of the labelled rows to their
+    people's centres; the unlabelled rows after them do not count."""
+    from model_build.losses.combine import parse_losses
+    mix = parse_losses("distill=1,centre=0.5", margin=0.2, embedding_size=2)
+    assert mix.needs_labels and mix.weights == {"distill": 1.0, "centre": 0.5}
+    emb = tf.constant([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    labels = tf.constant([1, 0, 0])
+    with pytest.raises(ValueError, match="centres"):
+        mix(emb, emb, emb, labels, labelled=2)
+    mix.centres = tf.constant([[0.0, 1.0], [0.6, 0.8]])
+    terms = mix(emb, emb, emb, labels, labelled=2)
+    # row 0 -> person 1: |(1,0) - (.6,.8)|^2 = .16 + .64; row 1 -> person 0: 0
+    assert float(terms["centre"]) == pytest.approx(0.8 / 2)
+    assert float(terms["distill"]) == pytest.approx(0.0)
+    assert not parse_losses("distill=1", margin=0.2, embedding_size=2).needs_labels

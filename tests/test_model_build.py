@@ -133,6 +133,17 @@ def test_training_resumes_from_checkpoint(tiny_run, tmp_path):
     assert steps[:len(history)] == [3, 6] and steps[len(history):] == [9]
 
 
+def test_the_centre_loss_trains_on_labelled_batches(tiny_run, tmp_path):
+    """`--losses distill=1,centre=1` trains from the recipe's cached views, and the centre
+    term it records is a real distance (each labelled row to its person's teacher centre)."""
+    _, _, cache = tiny_run
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "train", *TINY,
+                             "--losses", "distill=1,centre=1", "--run-dir", str(tmp_path / "run"),
+                             "--steps", "3"]) == 0
+    record = json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])
+    assert 0.0 < record["centre"] < 4.0 and 0.0 < record["distill"] < 4.0
+
+
 def test_a_resumed_run_rebuilds_the_batch_norm_epsilon_it_was_trained_with(tiny_run, tmp_path):
     """The epsilon is no weight, so a checkpoint cannot carry it. A run saved before stage 10
     (no "gdc_bn_epsilon" in its train_config.json) was built with 1e-3; resuming or
@@ -201,6 +212,12 @@ def test_bad_training_data_is_one_clear_line_and_exit_2(tmp_path, caplog):
                                  "--steps", "1"])
         assert code == 2, folder
         assert any(message in r.getMessage() for r in caplog.records), (folder, caplog.text)
+    # The centre loss needs people with several photos as much as a metric loss does.
+    caplog.clear()
+    assert model_build_main(["--no-progress", "--cache-dir", str(tmp_path / "cache"), "train", *TINY[2:],
+                             "--data", str(single), "--run-dir", str(tmp_path / "centre"),
+                             "--losses", "distill=1,centre=1", "--steps", "1"]) == 2
+    assert "needs at least 3 people with two or more images" in caplog.text
     # Distillation alone learns from single-image people.
     assert model_build_main(["--no-progress", "--cache-dir", str(tmp_path / "cache"), "train", *TINY[2:],
                              "--data", str(single), "--run-dir", str(tmp_path / "distill-only"),

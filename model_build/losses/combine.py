@@ -2,8 +2,9 @@
 ``"distill=1,relational=1,triplet-semi-hard=0.5"``.
 
 ``distill`` and ``relational`` (losses/distillation.py) use every row of a batch and the
-teacher's vectors; a metric loss (any of METRIC_LOSS_NAMES, losses/__init__.py) uses
-only the first ``labelled`` rows, the P x K rows whose labels name people.
+teacher's vectors; ``centre`` and a metric loss (any of METRIC_LOSS_NAMES,
+losses/__init__.py) use only the first ``labelled`` rows, the P x K rows whose labels
+name people.
 """
 
 from __future__ import annotations
@@ -19,14 +20,28 @@ class LossMix:
     metric: object = None           # a keras Loss on (labels, embeddings), or None
     metric_name: str = ""
     _head: object = field(default=None, repr=False)
+    # (people, D) the teacher's centre of each person in the target space, for ``centre``;
+    # set by the training run once it knows the data (distillation.identity_centres).
+    centres: object = field(default=None, repr=False)
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether batches must start with the labelled P x K rows."""
+        return self.metric is not None or "centre" in self.weights
 
     def __call__(self, emb, target, teacher, labels, labelled: int) -> dict:
+        import tensorflow as tf
+
         from model_build.losses.distillation import embedding_regression, relational_cosine
         terms = {}
         if "distill" in self.weights:
             terms["distill"] = embedding_regression(target, emb)
         if "relational" in self.weights:
             terms["relational"] = relational_cosine(teacher, emb)
+        if "centre" in self.weights:
+            if self.centres is None:
+                raise ValueError("the centre loss needs the people's centres (LossMix.centres)")
+            terms["centre"] = embedding_regression(tf.gather(self.centres, labels[:labelled]), emb[:labelled])
         if self.metric is not None:
             terms[self.metric_name] = self.metric(labels[:labelled], emb[:labelled])
         return terms

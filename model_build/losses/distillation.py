@@ -10,8 +10,15 @@
   Mori, ICCV 2019; Park et al., "Relational Knowledge Distillation", CVPR 2019). It
   asks only for the teacher's *relations*, which a small student can match more
   easily than the teacher's absolute coordinates.
+* the ``centre`` loss: :func:`embedding_regression` of a labelled row to its person's
+  centre, :func:`identity_centres`, the mean of the teacher's vectors over every view of
+  every photo of that person (the centre loss of Wen et al., "A Discriminative Feature
+  Learning Approach for Deep Face Recognition", ECCV 2016, with centres the teacher fixes
+  instead of learned ones). Regression to each view copies the teacher's spread between
+  two photos of one person, and adds the student's own error on each; the centre asks
+  for what the photos share.
 
-Both are pure functions ``fn(targets, embeddings) -> scalar`` like the metric losses.
+They are pure functions ``fn(targets, embeddings) -> scalar`` like the metric losses.
 """
 
 from __future__ import annotations
@@ -35,6 +42,18 @@ def relational_cosine(teacher, embeddings):
     diff = tf.matmul(student, student, transpose_b=True) - tf.matmul(teacher, teacher, transpose_b=True)
     n = tf.cast(tf.shape(diff)[0], diff.dtype)
     return tf.reduce_sum(tf.square(diff)) / tf.maximum(n * (n - 1), 1.0)  # the diagonal is 0 - 0
+
+
+def identity_centres(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(C, D) unit centres of people 0..C-1: the normalised mean of their rows of
+    targets (N, V, D), every view of every image; labels (N,), -1 for no person."""
+    targets = np.asarray(targets, np.float32)
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    count = int(labels[keep].max()) + 1 if keep.any() else 0
+    sums = np.zeros((count, targets.shape[-1]), np.float64)
+    np.add.at(sums, labels[keep], targets[keep].sum(axis=1))
+    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 @dataclass(frozen=True)
