@@ -12,3 +12,15 @@ run distill --losses distill=1 & run relational --losses relational=1 & wait
 run triplet --losses triplet-semi-hard=1 & run combo --losses distill=1,relational=4,triplet-semi-hard=0.5 & wait
 run distill-rel --losses distill=1,relational=4 & \
   run combo-mbf --teacher mbf --losses distill=1,relational=4,triplet-semi-hard=0.5 & wait
+# Stage 14's pair (docs/model.md, "Centre loss"): 2 000 steps from the shipped weights on
+# four seed-10 views, distillation alone vs with the centre loss (P x K + U batches).
+S14="--pairs ../shared/data/lfw_pairs_dev.txt --holdout-folds 7,8 --teacher sface --views 4 --threads 1 \
+ --steps 2000 --lr 1e-3 --seed 10 --eval-every 1000 --init-from model_build/weights/encoder.keras \
+ --data ../shared/data/lfw --data ../shared/data/celeba_subset --data ../shared/data/kz_faces"
+.venv/bin/model-build --no-progress --cache-dir cache train $S14 --workers 2 --losses distill=1 \
+  --run-dir runs/s14-distill > runs/s14-distill.log 2>&1 &
+# The first run renders and labels the views; the second starts once it trains, reusing them.
+until grep -q 'model_build.train' runs/s14-distill.log 2>/dev/null; do sleep 30; done
+.venv/bin/model-build --no-progress --cache-dir cache train $S14 --workers 1 --losses distill=1,centre=0.5 \
+  --run-dir runs/s14-centre > runs/s14-centre.log 2>&1
+wait
