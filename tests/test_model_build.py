@@ -20,6 +20,8 @@ from model_build.cli import main as model_build_main  # noqa: E402
 from model_build.data.datasets import DatasetError, align_folder  # noqa: E402
 
 FACES = Path(__file__).parent / "fixtures" / "faces"
+GOLDEN_FRAME = Path(__file__).parent / "fixtures" / "golden" / "frame.png"
+YUNET_ONNX = Path(__file__).parent / "fixtures" / "yunet" / "face_detection_yunet_2023mar.onnx"
 # A few steps of the real recipe (SFace teacher, views, distillation + triplet) on the fixtures.
 TINY = ["--data", str(FACES), "--views", "2", "--p", "3", "--k", "2", "--u", "4", "--width", "0.25",
         "--checkpoint-every", "3", "--seed", "1", "--workers", "1"]
@@ -222,6 +224,21 @@ def test_bad_training_data_is_one_clear_line_and_exit_2(tmp_path, caplog):
     assert model_build_main(["--no-progress", "--cache-dir", str(tmp_path / "cache"), "train", *TINY[2:],
                              "--data", str(single), "--run-dir", str(tmp_path / "distill-only"),
                              "--losses", "distill=1,relational=1", "--steps", "1"]) == 0
+
+
+def test_convert_detector_rebuilds_the_shipped_detector(tmp_path):
+    """`model-build convert-detector` on YuNet's ONNX writes a detector (checked against
+    onnxruntime on the way) that finds the golden frame's faces where the shipped one does."""
+    out = tmp_path / "face_detector.tflite"
+    assert model_build_main(["convert-detector", "--onnx", str(YUNET_ONNX), "--out", str(out),
+                             "--check-image", str(GOLDEN_FRAME)]) == 0
+    image = load_image(GOLDEN_FRAME)
+    ours, shipped = FaceDetector(out).detect(image), FaceDetector().detect(image)
+    assert len(ours) == len(shipped) == 2
+    for a, b in zip(ours, shipped):
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+    assert model_build_main(["convert-detector", "--onnx", str(tmp_path / "none.onnx"),
+                             "--out", str(tmp_path / "x.tflite")]) == 2
 
 
 def test_detector_reports_no_face_instead_of_failing():
