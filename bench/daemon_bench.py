@@ -6,7 +6,9 @@ face on one core; match <= 2 ms at 1e5 encodings; RSS <= 150 MB; READY <= 2 s).
 
 1. Per-frame latency by stage (capture = JPEG decode of a replayed frame; detect;
    align incl. the quality gate; embed; match; decide) and end-to-end fps, the real
-   Service loop, pinned to one core.
+   Service loop, pinned to one core. Then the same loop on an empty doorstep (the
+   frames' background, no face), with the door's glance and without it (every frame
+   without a tracked face searched whole).
 2. Match time against synthetic galleries of 1e2..1e6 unit encodings (5 per person).
 3. The daemon as a process (`facegate run`): time from exec to READY=1 (first boot,
    which embeds the gallery photos, and a restart that loads the stored gallery), and
@@ -44,24 +46,28 @@ FACES = REPO / "tests" / "fixtures" / "faces"
 
 
 
-def make_frames(folder: Path, count: int = 24) -> Path:
-    """640x480 frames with one face (an LFW fixture photo enlarged to ~27 % of the width)."""
+def make_frames(folder: Path, count: int = 24, faces: bool = True) -> Path:
+    """640x480 frames with one face (an LFW fixture photo enlarged to ~27 % of the width),
+    or (``faces=False``) the same background alone: an empty doorstep."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     background = cv2.GaussianBlur(rng.integers(40, 200, (480, 640), np.uint8), (0, 0), 8)
     photos = sorted(FACES.glob("*/*.jpg"))
     for n in range(count):
-        face = cv2.resize(cv2.imread(str(photos[n % len(photos)]), cv2.IMREAD_GRAYSCALE), (420, 420))
         frame = background.copy()
-        x, y = 60 + (n * 37) % 160, 20 + (n * 13) % 40
-        frame[y:y + 420, x:x + 420] = face
+        if faces:
+            face = cv2.resize(cv2.imread(str(photos[n % len(photos)]), cv2.IMREAD_GRAYSCALE), (420, 420))
+            x, y = 60 + (n * 37) % 160, 20 + (n * 13) % 40
+            frame[y:y + 420, x:x + 420] = face
         cv2.imwrite(str(folder / f"frame_{n:03d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     return folder
 
 
-def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int, liveness: str = "off") -> dict:
+def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int, liveness: str = "off",
+             detection: dict | None = None) -> dict:
     """The Service loop on replayed frames. The frames' faces are enrolled, so with ``liveness``
-    on every face is also checked (still photos never pass: the cost is paid on every frame)."""
+    on every face is also checked (still photos never pass: the cost is paid on every frame).
+    ``detection``: the config's [detection] table (default: the shipped defaults)."""
     from daemon.config import config_from_dict
     from daemon.door.health import StageTimer
     from daemon.door.service import Service
@@ -73,6 +79,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
         "model": {"path": model or "", "threads": 1},
         "gallery": {"photos": str(FACES)},
         "liveness": {"mode": liveness},
+        "detection": detection or {},
     }, env={})
     frames = open_source("replay", path=frames_dir, fps=1.0, loop=True, realtime=False)
     frames.open()
@@ -82,6 +89,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
     for _ in range(20):  # warm-up
         service.process_frame(frames.read())
     timer.clear()
+    searched = dict(service.tracker.searches)
     faces = 0
     started = time.perf_counter()
     for _ in range(n_frames):
@@ -96,6 +104,7 @@ def pipeline(model: str | None, frames_dir: Path, state_dir: Path, n_frames: int
         "frames": n_frames, "frame_size": "640x480", "faces_embedded_per_frame": round(faces / n_frames, 2),
         "liveness": liveness,
         "stages_ms": timer.average_ms(),
+        "searches": {k: v - searched.get(k, 0) for k, v in service.tracker.searches.items()},
         "per_frame_ms": round(elapsed / n_frames * 1000, 3),
         "fps": round(n_frames / elapsed, 1),
     }
@@ -196,12 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         frames = make_frames(tmp / "frames")
+        empty = make_frames(tmp / "empty", faces=False)
         result = {
             "machine": {"cpu": cpu_model(), "cores_used": 1, "cpu_index": args.cpu,
                         "python": platform.python_version(), "numpy": np.__version__},
             "model": str(model_path), "model_id": info.model_id,
             "command": "python -m bench daemon " + " ".join(argv if argv is not None else sys.argv[1:]),
             "pipeline": pipeline(args.model, frames, tmp / "state-pipeline", args.frames),
+            "empty_doorstep": {
+                label: pipeline(args.model, empty, tmp / f"state-empty-{label}", args.frames, detection=detection)
+                for label, detection in (("glance", None), ("no_glance", {"glance": False}))},
             "match": match_scaling([int(s) for s in args.sizes.split(",")], info.embedding_size, info.threshold),
             "process": daemon_process(args.model, frames, tmp / "state-process", args.cpu, args.run_s),
         }

@@ -1,11 +1,13 @@
-"""``python -m bench tracking``: does searching a tracked region change the crops?
+"""``python -m bench tracking``: do the door's cheaper searches change the crops?
 
-The door searches a frame around the last frame's faces (daemon/faces/track.py) instead
-of the whole frame. The crops must not drift from what the encoder was trained on. For
-held-out LFW photos (pairs folds 7-8 by default) pasted into 640x480 frames at three
-sizes, it compares three crops of each: the photo's own (as in training and evaluation),
-the frame's whole-frame search, and the frame's tracked-region search. It prints the mean
-embedding distance of each frame crop to the photo's own crop, per face size.
+The door searches a frame around the last frame's faces, and glances at an untracked
+frame before searching around what it shows (daemon/faces/track.py), instead of the
+whole frame. The crops must not drift from what the encoder was trained on. For held-out
+LFW photos (pairs folds 7-8 by default) pasted into 640x480 frames at three sizes, it
+compares four crops of each: the photo's own (as in training and evaluation), the
+frame's whole-frame search, its tracked-region search, and the door's first sight of it
+(a fresh tracker: glance, then region). It prints the mean embedding distance of each
+frame crop to the photo's own crop, per face size.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from bench.compare.speed import make_frame
 from daemon.embeddings import load_encoder
 from daemon.faces.align import prepare_faces
 from daemon.faces.detect import FaceDetector
-from daemon.faces.track import region_around
+from daemon.faces.track import FaceTracker, region_around
 
 SIDES = (150, 250, 400)  # pasted photo side: faces of about 60, 100 and 160 px
 
@@ -42,15 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         whole = prepare_faces(frame, detector)
         region = region_around(whole.detected, frame.shape[:2])
         tracked = prepare_faces(frame, detector, region=region) if region else None
-        if not (own.crops and whole.crops and tracked and tracked.crops):
+        first = FaceTracker().prepare(frame, detector)
+        if not (own.crops and whole.crops and tracked and tracked.crops and first.crops):
             continue
-        e_own, e_whole, e_tracked = encoder.embed(np.stack([own.crops[0], whole.crops[0], tracked.crops[0]]))
+        e_own, e_whole, e_tracked, e_first = encoder.embed(
+            np.stack([own.crops[0], whole.crops[0], tracked.crops[0], first.crops[0]]))
         rows.setdefault(side, []).append((np.linalg.norm(e_whole - e_own), np.linalg.norm(e_tracked - e_own),
-                                          np.linalg.norm(e_whole - e_tracked)))
+                                          np.linalg.norm(e_first - e_own), np.linalg.norm(e_whole - e_tracked)))
     print(f"model {encoder.info.model_id}, match threshold {encoder.info.threshold:.3f}")
-    print("| pasted side (face px) | photos | whole frame vs own crop | tracked region vs own crop | whole vs tracked |")
-    print("|---|---|---|---|---|")
+    print("| pasted side (face px) | photos | whole frame vs own crop | tracked region vs own crop "
+          "| first sight (glance + region) vs own crop | whole vs tracked |")
+    print("|---|---|---|---|---|---|")
     for side, v in sorted(rows.items()):
         m = np.mean(v, axis=0)
-        print(f"| {side} (~{round(side * 0.416)}) | {len(v)} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} |")
+        print(f"| {side} (~{round(side * 0.416)}) | {len(v)} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.3f} |")
     return 0

@@ -100,6 +100,9 @@ class DetectionConfig:
     full_frame_every: int = doc(10, "While tracking, search the whole frame at least every this many "
                                     "frames (someone stepping in elsewhere is found within them), and "
                                     "at once whenever the tracked region holds no face.")
+    glance: bool = doc(True, "With nobody tracked, first look at the frame shrunk to 320 px (under half "
+                             "the detector's cost) and search only around the faces it shows; faces "
+                             "under ~60 px then wait for the next whole-frame search. Needs track.")
 
 
 @dataclass

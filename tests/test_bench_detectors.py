@@ -146,6 +146,7 @@ def test_candidates_without_files_are_skipped_with_reasons(tmp_path):
     candidates = build_candidates(DETECTOR_PATH, tmp_path / "missing.onnx", tmp_path)
     by_name = {c.name: c for c in candidates}
     assert by_name["YuNet TFLite (facegate)"].detector is not None
+    assert by_name["YuNet TFLite glance (facegate)"].detector.max_side == 320
     for name in ("YuNet cv2 640×480", "YuNet cv2 320×240"):
         assert by_name[name].detector is None and "missing.onnx" in by_name[name].skipped
     for name in ("BlazeFace short-range", "BlazeFace full-range"):
@@ -166,7 +167,10 @@ def test_door_yunet_finds_pasted_faces_and_the_bench_reports_them(tmp_path):
     door = results["door_frames"][ours]
     assert door["by_size"]["100"]["rate"] == 1.0 and door["by_size"]["200"]["rate"] == 1.0
     assert door["ms_per_frame"]["n"] == 8
-    assert set(results["door_frames"]) == {ours}  # only candidates that loaded were run
+    glance = results["door_frames"]["YuNet TFLite glance (facegate)"]
+    assert glance["by_size"]["100"]["rate"] == 1.0 and glance["by_size"]["200"]["rate"] == 1.0
+    # only candidates that loaded were run
+    assert set(results["door_frames"]) == {ours, "YuNet TFLite glance (facegate)"}
     assert any(n.startswith("celeba skipped") for n in results["notes"])
     assert sum(n.startswith("YuNet cv2") for n in results["notes"]) == 2
     section = doc.read_text()

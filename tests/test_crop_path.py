@@ -17,7 +17,7 @@ import pytest
 
 from daemon.door.service import Service
 from daemon.faces.align import ARCFACE_TEMPLATE, CROP_SIZE, alignment_matrix, face_order, prepare_faces
-from daemon.faces.detect import Face, FaceDetector
+from daemon.faces.detect import MAX_INTERPRETERS, Face, FaceDetector
 from daemon.frames import Frame
 from daemon.images import load_image
 from daemon_helpers import service_config
@@ -170,6 +170,6 @@ def test_images_of_many_sizes_share_a_few_interpreters_and_detect_the_same():
     for side in (96, 160, 224, 288, 352, 416):
         busy.detect(rng.integers(0, 256, (side, side + 32, 3), dtype=np.uint8))
     again = busy.detect(frame)
-    assert len(busy._runners) <= 3 and len(again) == len(fresh) == 2
+    assert len(busy._runners) <= MAX_INTERPRETERS and len(again) == len(fresh) == 2
     for a, b in zip(again, fresh):
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)

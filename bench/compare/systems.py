@@ -96,6 +96,7 @@ class FacegateSystem:
         return facegate_matcher(gallery, self.encoder.info.threshold)
 
     def run_frame(self, frame: np.ndarray, matcher: Matcher, tracker: FaceTracker | None = None) -> FrameTiming:
+        """One frame, searched whole, or as ``tracker`` says (see DoorFacegate)."""
         t0 = time.perf_counter()
         prepare = prepare_faces if tracker is None else tracker.prepare
         found = prepare(frame, self.detector, size=self.size, max_faces=1, quality=self.quality)
@@ -109,21 +110,31 @@ class FacegateSystem:
         return FrameTiming({"faces": t1 - t0, "embed": t2 - t1, "match": t3 - t2}, t3 - t0, True)
 
 
-class TrackedFacegate:
-    """facegate as the door runs a person standing at it: the face was in the previous
-    frame too, so the frame is searched around it (daemon.faces.track). Speed only: the
-    crops and accuracy are facegate's. Each frame is first run untimed as "the previous
-    frame", then timed."""
+class DoorFacegate:
+    """facegate's speed as the door searches its frames (daemon.faces.track). Speed only:
+    the crops and accuracy are the base system's.
 
-    def __init__(self, base: FacegateSystem):
-        self.base, self.name, self.stages, self.dim = base, f"{base.name}, tracking", base.stages, base.dim
+    - ``first``: the door's first sight of a face (a fresh tracker: a glance at the whole
+      frame shrunk to 320 px, then a search around the faces it shows);
+    - ``tracking``: the face was in the previous frame, so only its region is searched
+      (each frame is first run untimed as "the previous frame");
+    - ``whole``: the whole frame searched, as a photo is (and the door every 10th frame)."""
+
+    SUFFIX = {"first": "", "tracking": ", tracking", "whole": ", whole frame"}
+
+    def __init__(self, base: FacegateSystem, mode: str = "first"):
+        self.base, self.mode = base, mode
+        self.name, self.stages, self.dim = base.name + self.SUFFIX[mode], base.stages, base.dim
 
     def matcher(self, gallery: np.ndarray) -> Matcher:
         return self.base.matcher(gallery)
 
     def run_frame(self, frame: np.ndarray, matcher: Matcher) -> FrameTiming:
+        if self.mode == "whole":
+            return self.base.run_frame(frame, matcher)
         tracker = FaceTracker()
-        self.base.run_frame(frame, matcher, tracker)
+        if self.mode == "tracking":
+            self.base.run_frame(frame, matcher, tracker)
         return self.base.run_frame(frame, matcher, tracker)
 
 

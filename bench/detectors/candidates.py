@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.detectors.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from bench.model_files import BLAZEFACE_DIR, YUNET_ONNX, Located, locate
-from daemon.faces.detect import FaceDetector, as_bgr
+from daemon.faces.detect import GLANCE_SIDE, MAX_DETECT_SIDE, FaceDetector, as_bgr
 
 # The daemon's thresholds (daemon.faces.detect.FaceDetector), used for every YuNet
 # runtime so that only the runtime and the input resolution differ.
@@ -35,13 +35,16 @@ class Candidate:
 
 
 class YunetTflite:
-    """The door's detector: YuNet rebuilt as TFLite, run by LiteRT (daemon.faces.detect)."""
+    """The door's detector: YuNet rebuilt as TFLite, run by LiteRT (daemon.faces.detect),
+    on the image shrunk to at most ``max_side`` (GLANCE_SIDE: the door's glance)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_side: int = MAX_DETECT_SIDE):
+        self.max_side = max_side
         self._det = FaceDetector(path, min_score=YUNET_SCORE, iou_threshold=YUNET_NMS, num_threads=1)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        return np.array([f.box for f in self._det.detect(image)], np.float32).reshape(-1, 4)
+        faces = self._det.detect(image, max_side=self.max_side)
+        return np.array([f.box for f in faces], np.float32).reshape(-1, 4)
 
 
 class YunetOpenCV:
@@ -88,7 +91,10 @@ def build_candidates(yunet_tflite: Path, yunet_onnx: Path | None, mediapipe: Pat
     tflite = Located(yunet_tflite, str(yunet_tflite)) if Path(yunet_tflite).is_file() else \
         Located(None, f"--yunet-tflite {yunet_tflite}: no such file")
     return [
-        _candidate("YuNet TFLite (facegate)", "LiteRT/XNNPACK, full frame", tflite, YunetTflite),
+        _candidate("YuNet TFLite (facegate)", f"LiteRT/XNNPACK, whole frame at {MAX_DETECT_SIDE} px", tflite,
+                   YunetTflite),
+        _candidate("YuNet TFLite glance (facegate)", f"the door's glance: the frame at {GLANCE_SIDE} px",
+                   tflite, lambda p: YunetTflite(p, GLANCE_SIDE)),
         _candidate("YuNet cv2 640×480", "cv2.FaceDetectorYN, full frame", onnx, YunetOpenCV),
         _candidate("YuNet cv2 320×240", "cv2.FaceDetectorYN, frame downscaled ½ first", onnx,
                    lambda p: YunetOpenCV(p, 0.5)),

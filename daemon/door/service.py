@@ -29,6 +29,7 @@ from daemon.door.health import Counters, FrameRate, StageTimer
 from daemon.door.sync import Standalone, connect
 from daemon.events import StdoutSink, unknown_face_event, unlock_event
 from daemon.faces.align import PreparedFaces, prepare_faces
+from daemon.faces.detect import GLANCE_SIDE
 from daemon.faces.track import FaceTracker
 from daemon.frames import Frame, FrameSource, ResilientSource, configured_source
 from daemon.gallery import Gallery, PhotoRejected, seed_from_photos
@@ -74,7 +75,9 @@ class Service:
         self.timer = timer or StageTimer()
         self.quality = QualityPolicy.from_config(cfg.quality)
         # Frames only; gallery photos are searched whole.
-        self.tracker = FaceTracker(cfg.detection.full_frame_every if cfg.detection.track else 1)
+        det = cfg.detection
+        self.tracker = FaceTracker(det.full_frame_every if det.track else 1,
+                                   glance_side=GLANCE_SIDE if det.glance else 0)
         d = cfg.decision
         self.decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=d.cooldown_s)
         self.unknown_decider = UnlockDecider(k=d.k, n=d.n, cooldown_s=cfg.events.unknown_face_interval_s)
@@ -325,7 +328,7 @@ class Service:
                         "not_in_manifest": sum(not self.sync.admits(r) for r in self.gallery.people())},
             "fps": round(self.fps(), 2), "frames": c.frames, "faces": c.faces,
             "frame_errors": c.frame_errors,
-            "searches": dict(self.tracker.searches),  # detector runs: whole frame / tracked region
+            "searches": dict(self.tracker.searches),  # detector runs: whole frame / tracked region / glance
             "skipped_faces": dict(c.skipped_faces), "results": dict(c.results),
             "records": sync["records"],
             "manifest": sync["manifest"],

@@ -1,16 +1,22 @@
-"""Searching a camera's frames where the faces were: a region, not the whole frame.
+"""Searching a camera's frames where the faces are: a glance and a region, not the whole frame.
 
 A person at the door stays in view for many frames. After a frame with faces, the next
 frame is searched only in a square around them (``FaceDetector.detect``'s ``region``:
 192x192 pixels instead of the 480x384 a 640x480 frame is searched at, about a fifth of
-the detector's cost). The whole frame is searched again every ``full_frame_every``
-frames, so someone who steps in elsewhere is found within that many frames, and at once
-whenever the region holds no face: a tracked face that leaves costs one extra search,
-never a missed frame.
+the detector's cost). With nobody tracked, the frame is first glanced at (the whole frame
+shrunk to ``GLANCE_SIDE``, 0.44x the pixels of the whole-frame search); the faces it
+shows are then searched in their region, as a tracked face is, and a glance that shows
+nobody ends the frame. The whole frame is searched every ``full_frame_every`` frames
+(and whenever the glance shows faces too far apart for one region), so a face too small
+for the glance (under about 60 px) or someone who steps in beside a tracked person is
+found within that many frames. A tracked face that leaves its region is glanced for at
+once, in the same frame.
 
 Crops still come from ``prepare_faces`` (the one crop path); only the detector's search
-area changes. A face of up to ~87 px is searched at its own resolution there, as every
-training image is, larger ones are shrunk as a whole frame would be.
+area changes, never the crop of a given search. A face of up to ~87 px is searched at
+its own resolution in its region, as every training image is; larger ones are shrunk as a
+whole frame would be. A frame no larger than the glance is searched whole, so a photo-sized
+frame gets exactly its photo's crop.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.faces.align import PreparedFaces, prepare_faces
-from daemon.faces.detect import Face, FaceDetector
+from daemon.faces.detect import GLANCE_SIDE, Face, FaceDetector
 
 # Region side / the larger side of the faces' joint box: room for a step between frames.
 CONTEXT = 2.2
@@ -49,24 +55,52 @@ def region_around(faces: list[Face], frame_size: tuple[int, int], context: float
 
 @dataclass
 class FaceTracker:
-    """Per camera: where to search the next frame. Not for photos (each is on its own)."""
+    """Per camera: where to search the next frame. Not for photos (each is on its own).
+
+    ``full_frame_every=1`` searches every whole frame (no region, no glance);
+    ``glance_side=0`` turns the glance off (an untracked frame is searched whole)."""
 
     full_frame_every: int = 10
+    glance_side: int = GLANCE_SIDE
     context: float = CONTEXT
-    searches: dict[str, int] = field(default_factory=lambda: {"frame": 0, "region": 0})
+    # Detector runs by kind: the whole frame, a region, a glance.
+    searches: dict[str, int] = field(default_factory=lambda: {"frame": 0, "region": 0, "glance": 0})
     _region: tuple[int, int, int, int] | None = None
     _since_full: int = 0
 
     def prepare(self, image: np.ndarray, detector: FaceDetector, **kwargs) -> PreparedFaces:
-        """prepare_faces on a frame, searching the tracked region when there is one."""
-        region = self._region if self._since_full < self.full_frame_every - 1 else None
+        """prepare_faces on a frame: its tracked region, else a glance, else the whole frame."""
         found = None
-        if region:
-            found = prepare_faces(image, detector, region=region, **kwargs)
-            self.searches["region"] += 1
-        if found is None or not found.detected:
-            region, found = None, prepare_faces(image, detector, **kwargs)
+        if self._since_full < self.full_frame_every - 1:
+            found = self._without_whole_frame(image, detector, kwargs)
+        if found is None:
+            found = prepare_faces(image, detector, **kwargs)
             self.searches["frame"] += 1
-        self._since_full = 0 if region is None else self._since_full + 1
+            self._since_full = 0
+        else:
+            self._since_full += 1
         self._region = region_around(found.detected, image.shape[:2], self.context)
         return found
+
+    def _in_region(self, image, detector, region, kwargs) -> PreparedFaces:
+        self.searches["region"] += 1
+        return prepare_faces(image, detector, region=region, **kwargs)
+
+    def _without_whole_frame(self, image, detector, kwargs) -> PreparedFaces | None:
+        """The frame's faces found by a region search, nobody (the glance shows no face),
+        or None: search the whole frame."""
+        if self._region:
+            found = self._in_region(image, detector, self._region, kwargs)
+            if found.detected:
+                return found
+        if not self.glance_side or max(image.shape[:2]) <= self.glance_side:
+            return None  # the glance would be the whole-frame search
+        self.searches["glance"] += 1
+        glimpsed = detector.detect(image, max_side=self.glance_side)
+        if not glimpsed:
+            return PreparedFaces()  # nobody near the door: the whole frame waits its turn
+        region = region_around(glimpsed, image.shape[:2], self.context)
+        if region is None:
+            return None
+        found = self._in_region(image, detector, region, kwargs)
+        return found if found.detected else None
