@@ -97,9 +97,10 @@ class DetectionConfig:
     """Where the face detector searches a camera's frames (daemon/faces/track.py)."""
     track: bool = doc(True, "After a frame with faces, search the next one only around them (about a "
                             "fifth of the detector's cost); false: search every whole frame.")
-    full_frame_every: int = doc(10, "While tracking, search the whole frame at least every this many "
-                                    "frames (someone stepping in elsewhere is found within them), and "
-                                    "at once whenever the tracked region holds no face.")
+    full_frame_every: int = doc(10, "Search the whole frame at least every this many frames (someone "
+                                    "stepping in beside a tracked face, or a face too small for the "
+                                    "glance, is found within them); with glance off, also at once "
+                                    "whenever the tracked region holds no face.")
     glance: bool = doc(True, "With nobody tracked, first look at the frame shrunk to 320 px (under half "
                              "the detector's cost) and search only around the faces it shows; faces "
                              "under ~60 px then wait for the next whole-frame search. Needs track.")
