@@ -53,11 +53,12 @@ def test_a_sharp_crop_passes_and_a_blurred_or_flat_one_does_not(face_fixtures, d
     assert policy.crop_problem(np.full_like(crop, 128)) == TOO_BLURRED
 
 
-def door(tmp_path, **quality) -> Service:
+def door(tmp_path, detection: dict | None = None, **quality) -> Service:
     """The real door loop (detector, gate, aligner) with a pixel encoder: frames go in
     through process_frame and the outcome says what was skipped and what was embedded."""
     (tmp_path / "frames").mkdir(exist_ok=True)
-    service = Service(service_config(tmp_path, quality=quality), encoder=PixelEncoder(), stdout=io.StringIO())
+    cfg = service_config(tmp_path, quality=quality, detection=detection or {})
+    service = Service(cfg, encoder=PixelEncoder(), stdout=io.StringIO())
     service.start()
     return service
 
@@ -72,8 +73,13 @@ def on_canvas(image: np.ndarray, x: int, y: int, size=(480, 640)) -> np.ndarray:
     return canvas
 
 
+# The small-face tests search every frame whole: the door's glance leaves a face this small
+# to the next whole-frame search (tests/test_track.py), and these are about the gate.
+WHOLE_FRAMES = {"glance": False}
+
+
 def test_the_door_skips_and_counts_a_small_face_and_a_blurred_face(tmp_path, face_fixtures):
-    service = door(tmp_path)
+    service = door(tmp_path, WHOLE_FRAMES)
     try:
         sharp = photo(face_fixtures, Y)
         assert process(service, sharp).crops, "the photo itself passes"
@@ -90,7 +96,7 @@ def test_the_door_skips_and_counts_a_small_face_and_a_blurred_face(tmp_path, fac
 
 def test_the_door_gate_follows_the_configured_limits(tmp_path, face_fixtures):
     """min_face_px and min_blur come from [quality]: lowered, the same faces are embedded."""
-    service = door(tmp_path, min_face_px=20, min_eye_distance_px=5, min_blur=1)
+    service = door(tmp_path, WHOLE_FRAMES, min_face_px=20, min_eye_distance_px=5, min_blur=1)
     try:
         sharp = photo(face_fixtures, Y)
         small = cv2.resize(sharp, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)

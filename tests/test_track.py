@@ -50,8 +50,11 @@ def test_the_region_is_a_square_around_the_faces_clipped_to_the_frame():
     assert region_around([_face(300, 200, 350, 250)], (480, 640)) == (270, 170, 380, 280)
     x0, y0, x1, y1 = region_around([_face(0, 0, 60, 60)], (480, 640))
     assert (x0, y0) == (0, 0) and x1 == y1 == 96
-    # Two faces: one square around both.
-    assert region_around([_face(100, 100, 150, 150), _face(300, 100, 350, 150)], (480, 640)) == (0, 0, 500, 400)
+    # Two faces: one square around both, searched at 192 px a side, would shrink them (50 px
+    # to 19): the whole frame is searched instead.
+    assert region_around([_face(100, 100, 150, 150), _face(300, 100, 350, 150)], (480, 640)) is None
+    # One large face keeps its region (200 px wide, searched at 67).
+    assert region_around([_face(250, 120, 450, 380)], (480, 640)) == (64, 0, 636, 480)
     # Nearly the whole frame: search the frame.
     assert region_around([_face(150, 50, 500, 450)], (480, 640)) is None
 

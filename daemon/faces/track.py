@@ -10,7 +10,8 @@ nobody ends the frame. The whole frame is searched every ``full_frame_every`` fr
 (and whenever the glance shows faces too far apart for one region), so a face too small
 for the glance (under about 60 px) or someone who steps in beside a tracked person is
 found within that many frames. A tracked face that leaves its region is glanced for at
-once, in the same frame.
+once, in the same frame. A square so wide that its search would shrink the faces (people
+standing apart) is searched as the whole frame.
 
 Crops still come from ``prepare_faces`` (the one crop path); only the detector's search
 area changes, never the crop of a given search. A face of up to ~87 px is searched at
@@ -26,18 +27,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daemon.faces.align import PreparedFaces, prepare_faces
-from daemon.faces.detect import GLANCE_SIDE, Face, FaceDetector
+from daemon.faces.detect import GLANCE_SIDE, REGION_SIDE, Face, FaceDetector
 
 # Region side / the larger side of the faces' joint box: room for a step between frames.
 CONTEXT = 2.2
 # A region covering this share of the frame or more is searched as the whole frame.
 MAX_REGION_SHARE = 0.9
+# A region is searched at REGION_SIDE pixels: one so wide (people apart) that it would shrink
+# a face below this width (or below its own) is searched as the whole frame, whose landmarks
+# are finer (two 100 px faces 300 px apart were shrunk to 25 px and their crops moved).
+MIN_REGION_FACE_PX = 56
 
 
 def region_around(faces: list[Face], frame_size: tuple[int, int], context: float = CONTEXT
                   ) -> tuple[int, int, int, int] | None:
     """A square (x0, y0, x1, y1) around the faces' joint box, clipped to the frame; None
-    when there are no faces or it would cover nearly the whole frame."""
+    when there are no faces, or it would cover nearly the whole frame or shrink a face
+    below MIN_REGION_FACE_PX in its search."""
     if not faces:
         return None
     h, w = frame_size
@@ -49,6 +55,9 @@ def region_around(faces: list[Face], frame_size: tuple[int, int], context: float
     x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
     x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
     if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) >= MAX_REGION_SHARE * w * h:
+        return None
+    narrowest = float((boxes[:, 2] - boxes[:, 0]).min())
+    if narrowest * min(1.0, REGION_SIDE / max(x1 - x0, y1 - y0)) < min(narrowest, MIN_REGION_FACE_PX):
         return None
     return x0, y0, x1, y1
 
