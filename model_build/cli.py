@@ -245,6 +245,9 @@ def cmd_export(args) -> int:
     meta["training"] = {k: run.get(k) for k in ("data", "holdout_folds", "training_data", "teacher", "config",
                                                 "init_from")}
     meta["training"]["holdout_folds"] = [f + 1 for f in holdout]
+    built = run_dir / "train_config.json"
+    if built.is_file():  # what the network was built with: run.json precedes train's defaults
+        meta["training"]["config"] = json.loads(built.read_text())
     thresholds = {"match": 0.9, "source": "default (no held-out data to calibrate on)"}
     if eval_data is not None:
         evaluations = {}

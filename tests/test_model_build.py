@@ -79,6 +79,9 @@ def test_export_metadata_is_complete(tiny_run):
     assert "match" in meta["thresholds"]
     assert meta["training"]["training_data"]["total"]["images"] == 24
     assert meta["training"]["teacher"]["licence"] == "Apache-2.0"
+    # The settings the network was built with, defaults resolved (not run.json's null).
+    from model_build.models.encoder import GDC_BN_EPSILON
+    assert meta["training"]["config"]["gdc_bn_epsilon"] == GDC_BN_EPSILON
     assert meta["export_check"]["int8"]["mean_cosine"] >= 0.99
     assert set(meta["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED",
                                 "L2_NORMALIZATION", "QUANTIZE", "DEQUANTIZE", "RESHAPE"}
