@@ -3,8 +3,9 @@
 Detection rate on a seeded sample of LFW and CelebA images and on synthetic 640x480
 door frames with one face of 40-300 px, and ms per 640x480 frame on one core, for
 YuNet as TFLite (the door's, on the whole frame at 480 px and as its 320 px glance),
-YuNet in OpenCV at 640x480 and at 320x240, and MediaPipe BlazeFace short- and full-range. A candidate whose model file is not given or found is
-skipped with the reason; nothing is downloaded.
+YuNet in OpenCV at 640x480 and at 320x240, and MediaPipe BlazeFace short- and full-range.
+A candidate whose model file is not given or found is skipped with the reason; nothing
+is downloaded.
 """
 
 from __future__ import annotations
