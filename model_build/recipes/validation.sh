@@ -12,8 +12,8 @@
 # then 16 + 41 min for stage 17 (seed 13) on another (the crops aligned afresh).
 # Stages 9-11 were trained and not shipped (docs/model.md, "Stage 9" and "Stage 10"), nor was
 # stage 14 (a tie; "Centre loss", recipes/ablation.sh); stage 15 was a tie on its own, stage 16
-# from its weights was shipped, and stage 17 from stage 16's is shipped ("Stage 17 (shipped)
-# and stage 18 (not shipped)"); stage 18, from stage 17's, was not better.
+# from its weights was shipped, and stage 17 from stage 16's is shipped ("Stage 17 (shipped),
+# stages 18 and 19 (not shipped)"); stages 18 (from stage 17's) and 19 (from 18's) were not better.
 # Stages 1-8 were built with Keras's batch-norm epsilon 1e-3 in the global depthwise conv;
 # this checkout builds 1e-2 (GDC_BN_EPSILON, models/encoder.py), as stages 12-16 were. To
 # reproduce the shipped weights exactly, run stages 1-8 from commit db0957e, then 12-16 from here.
