@@ -64,20 +64,32 @@ def test_demo_check_needs_the_same_unlocks_and_at_least_one(tmp_path):
     assert check.main(["demo", nobody, nobody]) == 1, "nothing to compare is not a pass"
 
 
-def test_embed_check_needs_cosine_0995_and_the_same_faces(tmp_path):
+def test_embed_check_needs_the_same_crops_faces_and_int8_error(tmp_path):
     check = _checker()
-    e = [1.0, 0.0, 0.0, 0.0]
 
     def rec(embedding, faces=1, model="m"):
         return {"image": "a.jpg", "model_id": model, "faces": [{}] * faces, "embedding": embedding}
 
-    x86 = _jsonl(tmp_path / "x86", [rec(e)])
-    assert check.main(["embed", x86, _jsonl(tmp_path / "close", [rec([1.0, 0.09, 0.0, 0.0])])]) == 0  # cos 0.99597
-    assert check.main(["embed", x86, _jsonl(tmp_path / "far", [rec([1.0, 0.11, 0.0, 0.0])])]) == 1  # cos 0.99400
-    assert check.main(["embed", x86, _jsonl(tmp_path / "noface", [rec(None, 0)])]) == 1
-    assert check.main(["embed", x86, _jsonl(tmp_path / "twofaces", [rec(e, 2)])]) == 1
-    assert check.main(["embed", x86, _jsonl(tmp_path / "model", [rec(e, model="n")])]) == 1
-    assert check.main(["embed", x86, _jsonl(tmp_path / "empty", [])]) == 1
+    def run(arm_int8, arm_float=rec([1.0, 0.0, 0.0, 0.0])):
+        # x86: float [1,0,0,0]; int8 [1,0.1,0,0], 1 - cosine to float 0.00496, so arm64's
+        # int8 may be up to 2 * 0.00496 + 0.002 = 0.0119 from the float embedding.
+        files = [_jsonl(tmp_path / name, [r]) for name, r in (
+            ("x86", rec([1.0, 0.1, 0.0, 0.0])), ("arm", arm_int8),
+            ("x86f", rec([1.0, 0.0, 0.0, 0.0])), ("armf", arm_float))]
+        return check.main(["embed", files[0], files[1], "--float", files[2], files[3]])
+
+    # 0.00966 from float, and cosine 0.985 to x86's int8: the kernels round differently.
+    assert run(rec([1.0, 0.0, 0.14, 0.0])) == 0
+    assert run(rec([1.0, 0.0, 0.17, 0.0])) == 1, "0.0142 from float: more than int8 explains"
+    assert run(rec([1.0, 0.0, 0.14, 0.0]), rec([1.0, 0.003, 0.0, 0.0])) == 0   # float cos 0.9999955
+    assert run(rec([1.0, 0.0, 0.14, 0.0]), rec([1.0, 0.01, 0.0, 0.0])) == 1, "float cos 0.99995: another crop"
+    assert run(rec(None, 0)) == 1
+    assert run(rec([1.0, 0.1, 0.0, 0.0], 2)) == 1
+    assert run(rec([1.0, 0.1, 0.0, 0.0], model="n")) == 1
+    assert run(rec([1.0, 0.1, 0.0, 0.0]), rec(None, 0)) == 1
+    assert run(rec([1.0, 0.1, 0.0, 0.0]), rec([1.0, 0.0, 0.0, 0.0], 2)) == 1
+    empty = _jsonl(tmp_path / "empty", [])
+    assert check.main(["embed", empty, empty, "--float", empty, empty]) == 1
 
 
 FAKE_DOOR = """
