@@ -105,7 +105,8 @@ def train_config(args):
     return TrainConfig(input_size=args.input_size, width=args.width, teacher=args.teacher, losses=args.losses,
                        margin=args.margin, identities_per_batch=args.p, images_per_identity=args.k,
                        unlabelled_per_batch=args.u, steps=args.steps, learning_rate=args.lr, seed=args.seed,
-                       checkpoint_every=args.checkpoint_every, views=asdict(ViewConfig(views=args.views)))
+                       checkpoint_every=args.checkpoint_every, ema_decay=args.ema_decay,
+                       views=asdict(ViewConfig(views=args.views, blend=args.blend)))
 
 
 def cmd_train(args) -> int:
@@ -405,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=TrainConfig.steps)
     t.add_argument("--seed", type=int, default=0, help="batches, views and initial weights")
     t.add_argument("--views", type=int, default=ViewConfig.views, help="augmented views per image, the plain crop included")
+    t.add_argument("--blend", type=float, default=ViewConfig.blend, metavar="P",
+                   help="share of augmented views that mix in another face (function matching; default %(default)s)")
+    t.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay, metavar="D",
+                   help="save a moving average of the weights with this decay, e.g. 0.999 (default: the last step's)")
     t.add_argument("--p", type=int, default=TrainConfig.identities_per_batch, help="identities per batch")
     t.add_argument("--k", type=int, default=TrainConfig.images_per_identity, help="images per identity")
     t.add_argument("--u", type=int, default=TrainConfig.unlabelled_per_batch,

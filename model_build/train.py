@@ -13,6 +13,10 @@ The data flow of a run, top to bottom:
    on the labelled rows regression to the person's teacher centre and a metric loss
    (FaceNet's semi-hard triplet by default).
 
+With ``ema_decay`` the run also keeps a moving average of the weights
+(model_build.models.ema); its ``encoder.keras`` is then the average, and
+``encoder_last.keras`` the last step's weights.
+
 Runs under a ``tf.distribute`` strategy (the default one on a CPU, MirroredStrategy over
 several GPUs), and checkpoints so an interrupted run resumes with the same batches.
 """
@@ -35,6 +39,7 @@ from model_build.data.datasets import DatasetError
 from model_build.data.distill import DistillSet
 from model_build.losses.combine import LossMix, parse_losses
 from model_build.losses.distillation import TargetSpace, identity_centres
+from model_build.models.ema import WeightEMA
 from model_build.models.encoder import GDC_BN_EPSILON, PRE_STAGE10_GDC_BN_EPSILON, build_encoder
 from model_build.train_config import TrainConfig
 
@@ -171,7 +176,9 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
         optimizer = keras.optimizers.AdamW(_lr_schedule(cfg), weight_decay=cfg.weight_decay)
         optimizer.build(variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, **mix.checkpointables())
+        ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, **mix.checkpointables(),
+                                   **({"ema": ema} if ema is not None else {}))
     manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
@@ -197,6 +204,8 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
     @tf.function
     def train_step(batch):
         total, terms = strategy.run(step_fn, args=batch)
+        if ema is not None:
+            ema.update(step_var)
         reduce = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
         return reduce(total), {n: reduce(v) for n, v in terms.items()}
 
@@ -205,34 +214,46 @@ def train(data: TrainingSet, cfg: TrainConfig, run_dir: str | Path, progress: bo
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", mininterval=10.0)
     history_path = run_dir / "history.jsonl"
-    t0, ema = time.time(), None
+    t0, smooth = time.time(), None
     iterator = iter(dist_ds)
     for step in range(start, cfg.steps):
         total, terms = train_step(next(iterator))
         total = float(total)
         if not np.isfinite(total):
             raise FloatingPointError(f"loss became {total} at step {step}; lower the learning rate")
-        ema = total if ema is None else 0.98 * ema + 0.02 * total
+        smooth = total if smooth is None else 0.98 * smooth + 0.02 * total
         step_var.assign(step + 1)
         if bar:
             bar.update(1)
-            bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{smooth:.4f}", refresh=False)
         done = step + 1
         record = None
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             manager.save(checkpoint_number=done)
-            record = {"step": done, "loss": round(ema, 5), **{n: round(float(v), 5) for n, v in terms.items()},
+            record = {"step": done, "loss": round(smooth, 5), **{n: round(float(v), 5) for n, v in terms.items()},
                       "elapsed_s": round(time.time() - t0, 1)}
         if on_eval and eval_every and (done % eval_every == 0 or done == cfg.steps):
-            record = {**(record or {"step": done, "loss": round(ema, 5)}), **on_eval(model, done)}
+            record = {**(record or {"step": done, "loss": round(smooth, 5)}), **_evaluate(on_eval, model, ema, done)}
             log.info("step %d: %s", done, record)
         if record:
             with history_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
     if bar:
         bar.close()
+    if ema is not None:
+        model.save(run_dir / "encoder_last.keras")
+        ema.copy_to_model()
     model.save(run_dir / "encoder.keras")
     return model
+
+
+def _evaluate(on_eval, model: keras.Model, ema: WeightEMA | None, step: int) -> dict:
+    """on_eval's figures of the weights the run will save; with an average, of both."""
+    if ema is None:
+        return on_eval(model, step)
+    last = {f"last_{k}": v for k, v in on_eval(model, step).items()}
+    with ema.applied() as averaged:
+        return {**on_eval(averaged, step), **last}
 
 
 def built_gdc_bn_epsilon(saved_cfg: dict) -> float:
@@ -255,7 +276,10 @@ def load_trained(run_dir: str | Path) -> keras.Model:
     latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
     if not latest:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    ema = WeightEMA(model, cfg["ema_decay"]) if cfg.get("ema_decay") else None
+    tf.train.Checkpoint(model=model, **({"ema": ema} if ema is not None else {})).restore(latest).expect_partial()
+    if ema is not None:  # what the finished run would have saved as encoder.keras
+        ema.copy_to_model()
     return model
 
 

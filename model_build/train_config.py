@@ -34,6 +34,9 @@ class TrainConfig:
     # None). It is no weight, so a checkpoint does not carry it: the run records the value it
     # built, and a resume rebuilds with that.
     gdc_bn_epsilon: float | None = None
+    # Keep a moving average of the weights with this decay and save it as the run's model
+    # (models/ema.py); 0 saves the last step's weights.
+    ema_decay: float = 0.0
     views: dict = field(default_factory=lambda: asdict(ViewConfig()))
 
     @property

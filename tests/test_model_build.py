@@ -285,3 +285,74 @@ def test_evaluate_reports_lfw_protocol_and_writes_report(tiny_run, tmp_path, cap
     assert summary["calibration"]["target_far"] == 1e-3
     for name in ("report.md", "report.json", "roc.png", "distances.png"):
         assert (report / name).stat().st_size > 0
+
+
+def test_weight_average_follows_its_formula_and_covers_batch_norm_statistics():
+    """shadow <- d*shadow + (1-d)*weight with d = min(decay, (1+n)/(10+n)), for every weight
+    (batch-norm moving statistics included); applied() lends the average and gives the
+    model its own weights back."""
+    import keras
+    from model_build.models.ema import WeightEMA
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
+    assert len(model.weights) == 6 and len(model.trainable_weights) == 4
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    ema = WeightEMA(model, decay=0.9)
+    model.set_weights([np.ones_like(w) for w in model.get_weights()])
+    ema.update(tf.constant(1000, tf.int64))  # past the ramp: d = 0.9
+    for s in ema.shadow:
+        np.testing.assert_allclose(s.numpy(), 0.1, rtol=1e-6)
+    ema.update(tf.constant(0, tf.int64))  # a first step: d = 1/10
+    for s in ema.shadow:
+        np.testing.assert_allclose(s.numpy(), 0.1 * 0.1 + 0.9, rtol=1e-6)
+    with ema.applied() as averaged:
+        for w in averaged.get_weights():
+            np.testing.assert_allclose(w, 0.91, rtol=1e-6)
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, 1.0)
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(model, decay=1.0)
+
+
+def test_a_run_with_a_weight_average_saves_the_average_as_its_model(tiny_run, tmp_path):
+    """--ema-decay: encoder.keras (what export ships) holds the average and encoder_last.keras
+    the last step's weights; a run reloaded from its checkpoints gives the average too."""
+    import keras
+    from model_build.train import load_trained
+    _, _, cache = tiny_run
+    run = tmp_path / "run"
+    assert model_build_main(["--no-progress", "--cache-dir", str(cache), "train", *TINY, "--losses", "distill=1",
+                             "--ema-decay", "0.9", "--run-dir", str(run), "--steps", "6"]) == 0
+    assert json.loads((run / "train_config.json").read_text())["ema_decay"] == 0.9
+    averaged = keras.models.load_model(run / "encoder.keras").get_weights()
+    last = keras.models.load_model(run / "encoder_last.keras").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(averaged, last))
+    (run / "encoder.keras").unlink()
+    for a, b in zip(load_trained(run).get_weights(), averaged):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def _plain_view_config(**changes):
+    from model_build.data.views import ViewConfig
+    still = dict(mirror=0.0, max_shift=0.0, max_scale=0.0, max_roll_deg=0.0, low_res=0.0, brightness=0.0,
+                 contrast=(1.0, 1.0), gamma=(1.0, 1.0), ir_low_contrast=0.0, backlight=0.0, blur=0.0,
+                 noise=0.0, jpeg=0.0, occlusion=0.0)
+    return ViewConfig(**{**still, **changes})
+
+
+def test_a_blended_view_mixes_in_another_face_and_blending_off_changes_nothing(tmp_path):
+    """--blend mixes a partner face into a view at the configured share; with blending off
+    (the default), views and their cache key are those of the views made before it existed."""
+    from model_build.data.views import ViewConfig, render_views
+    data = align_folder(FACES, 112, tmp_path / "cache", progress=False)
+    args = (data.files[0], data.paths[0], data.landmarks[0], data.crops[0])
+    white = np.full((1, 112, 112), 255, np.uint8)
+    plain = render_views(*args, _plain_view_config(views=3), seed=5, partners=white)
+    blended = render_views(*args, _plain_view_config(views=3, blend=1.0, blend_weight=(0.25, 0.25)),
+                           seed=5, partners=white)
+    np.testing.assert_array_equal(blended[0], data.crops[0])  # view 0 stays the door's crop
+    expected = np.clip(0.75 * plain[1:].astype(np.float64) + 0.25 * 255 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(blended[1:], expected)
+    cfg = ViewConfig(views=4)
+    np.testing.assert_array_equal(render_views(*args, cfg, seed=5, partners=white), render_views(*args, cfg, seed=5))
+    assert cfg.key() == "f38bf82a" and ViewConfig().key() == "f00f2c44"  # the keys before blending existed
+    assert ViewConfig(views=4, blend=0.25).key() != cfg.key()

@@ -14,7 +14,11 @@ aligned crop (the door's crop); the others imitate what a door camera does to a 
   darker than its surroundings);
 - **sensor and codec**: blur, noise, JPEG;
 - **occlusion**: a band or block over part of the face (hand, scarf, glasses frame);
-- **mirror**.
+- **mirror**;
+- **blend** (off unless ``ViewConfig.blend`` is set): the face mixed with another aligned
+  face of its dataset. No door shows that; it trains the student to match the teacher's
+  function *between* the faces too, which makes a small dataset teach more (Beyer et al.,
+  "Knowledge distillation: A good teacher is patient and consistent", CVPR 2022).
 """
 
 from __future__ import annotations
@@ -49,9 +53,14 @@ class ViewConfig:
     noise: float = 0.25
     jpeg: float = 0.3
     occlusion: float = 0.12
+    blend: float = 0.0                # probability of mixing in another face
+    blend_weight: tuple[float, float] = (0.1, 0.5)  # the other face's share
 
     def key(self) -> str:
-        return zlib.crc32(repr(sorted(asdict(self).items())).encode()).to_bytes(4, "big").hex()
+        items = asdict(self)
+        if not self.blend:  # so the cache keys of views made before blending existed still hold
+            del items["blend"], items["blend_weight"]
+        return zlib.crc32(repr(sorted(items.items())).encode()).to_bytes(4, "big").hex()
 
 
 def view_rng(seed: int, path: str, view: int) -> np.random.Generator:
@@ -111,31 +120,39 @@ def _occlude(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_view(gray: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, cfg: ViewConfig,
-                size: int = CROP_SIZE) -> np.ndarray:
-    """One augmented crop of a face in a grayscale source image."""
+                size: int = CROP_SIZE, partners: np.ndarray | None = None) -> np.ndarray:
+    """One augmented crop of a face in a grayscale source image.
+
+    partners: (M, size, size) uint8 aligned crops a blended view may mix in.
+    """
     low = rng.random() < cfg.low_res
     render = int(rng.integers(24, 81)) if low else size
     crop = cv2.warpAffine(gray, _jittered_matrix(landmarks, rng, cfg, render), (render, render),
                           flags=cv2.INTER_AREA if low else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if low:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    if cfg.blend and partners is not None and len(partners) and rng.random() < cfg.blend:
+        # Before the light and sensor changes, which then act on the mix as on one face.
+        other = partners[rng.integers(len(partners))].astype(np.float32)
+        w = rng.uniform(*cfg.blend_weight)
+        crop = np.clip((1 - w) * crop + w * other + 0.5, 0, 255).astype(np.uint8)
     crop = _photometric(crop, rng, cfg)
     return crop[:, ::-1].copy() if rng.random() < cfg.mirror else crop
 
 
 def render_views(file: Path, key: str, landmarks: np.ndarray, plain: np.ndarray, cfg: ViewConfig,
-                 seed: int, size: int = CROP_SIZE) -> np.ndarray:
+                 seed: int, size: int = CROP_SIZE, partners: np.ndarray | None = None) -> np.ndarray:
     """(views, size, size) uint8 for one image: view 0 is ``plain`` (the door's crop).
 
     key: the image's stable name (its dataset-relative path), so views do not depend on
-    where the data folder lives.
+    where the data folder lives. partners: the crops a blended view may mix in.
     """
     out = np.empty((cfg.views, size, size), np.uint8)
     out[0] = plain
     if cfg.views > 1:
         gray = to_gray(load_image(file))
         for v in range(1, cfg.views):
-            out[v] = render_view(gray, landmarks, view_rng(seed, key, v), cfg, size)
+            out[v] = render_view(gray, landmarks, view_rng(seed, key, v), cfg, size, partners)
     return out
 
 
