@@ -56,7 +56,8 @@ def _progress(total: int, desc: str, enabled: bool):
 def _render_chunk(args) -> tuple[int, np.ndarray]:
     start, files, keys, landmarks, plain, cfg, seed = args
     # A blended view mixes in a face of its own chunk: a fixed set, so a view stays a
-    # function of (seed, image, view) and the data, and no process needs every crop.
+    # function of (seed, image, view) and the data, and no process needs every crop. Now and
+    # then the face drawn is the image's own, which only softens that view's augmentation.
     return start, np.stack([render_views(f, k, lm, p, cfg, seed, partners=plain)
                             for f, k, lm, p in zip(files, keys, landmarks, plain)])
 
