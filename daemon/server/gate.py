@@ -39,10 +39,10 @@ class PhotoGate:
     # someone else's (see find_outliers). Not the match threshold: that is calibrated for a
     # 0.1 % false accept rate, and many genuine photos of a person are farther apart than it.
     # It depends on the model's distances (`python -m bench consistency`): with the shipped
-    # v2 encoder (stage 17), on 80 held-out LFW people with four photos each, 1.2 refused
-    # 1.9 % of genuine photos and caught all 80 of someone else's; 1.25 refused 1.2 % and let
-    # 3 through (stage 16: 1.2 % / 100 % at 1.2; stage 13: 1.6 % / 100 % at 1.2, 0.9 % /
-    # 93.8 % at 1.25); 1.0 refused 13 % of genuine ones (docs/security.md).
+    # v2 encoder (stage 22), on 80 held-out LFW people with four photos each, 1.2 refused
+    # 1.6 % of genuine photos and caught 79 of the 80 of someone else's; 1.25 refused 1.2 % and
+    # let 3 through; 1.15 caught all for 2.8 % (stage 17: 1.9 % / 100 % at 1.2; stage 13:
+    # 1.6 % / 100 % at 1.2); 1.0 refused 12 % of genuine ones (docs/security.md).
     consistency_threshold: float = 1.2
 
     def faces_problem(self, faces: list[Face]) -> tuple[str, str] | None:

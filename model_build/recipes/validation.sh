@@ -9,17 +9,18 @@
 # (Zen 5, AVX-512), 35 + 74 min for stage 12 (eight seed-8 views) from stage 8's weights and
 # 24 + 46 min for stage 13 (seed 9) from stage 12's on an AVX2-only AMD EPYC, then 15 + 42 min
 # for stage 15 (seed 11) and 14 + 26 min for stage 16 (seed 12) on an AVX-512 VNNI AMD EPYC,
-# then 16 + 41 min for stage 17 (seed 13) on another (the crops aligned afresh).
+# then 16 + 41 min for stage 17 (seed 13) on another (the crops aligned afresh), then
+# 18 + 60 min for stage 21 (seed 21) and 18 + 42 min for stage 22 (seed 22) on a third.
 # Stages 9-11 were trained and not shipped (docs/model.md, "Stage 9" and "Stage 10"), nor was
 # stage 14 (a tie; "Centre loss", recipes/ablation.sh); stage 15 was a tie on its own, stage 16
-# from its weights was shipped, and stage 17 from stage 16's is shipped ("Stage 17 (shipped),
-# stages 18 and 19 (not shipped)"); stages 18 (from stage 17's), 19 (from 18's) and 20 (from
-# 17's at half the peak rate, "Stage 20") were not better, nor was stage 21 (from 17's, with
-# blended views and a moving average of the weights, "Stage 21") or stage 22 (from 21's;
-# its float model passes 0.98, its int8 model does not, "Stage 22").
+# from its weights was shipped, then stage 17 from stage 16's; stages 18 (from stage 17's),
+# 19 (from 18's) and 20 (from 17's at half the peak rate, "Stage 20") were not better, nor was
+# stage 21 on its own (from 17's, with blended views and a moving average of the weights,
+# "Stage 21"); stage 22 from 21's is shipped, exported with the batch norms folded ("Stage 22",
+# "Folding").
 # Stages 1-8 were built with Keras's batch-norm epsilon 1e-3 in the global depthwise conv;
 # this checkout builds 1e-2 (GDC_BN_EPSILON, models/encoder.py), as stages 12-22 were. To
-# reproduce the shipped weights exactly, run stages 1-8 from commit db0957e, then 12-17 from here.
+# reproduce the shipped weights exactly, run stages 1-8 from commit db0957e, then 12-22 from here.
 set -eu
 cd "$(dirname "$0")/../.."
 . model_build/recipes/malloc.sh
@@ -58,6 +59,12 @@ train --steps 3000 --lr 1e-3 --seed 9 --eval-every 1500 --init-from runs/v2-stag
 train --steps 5000 --lr 1e-3 --seed 11 --eval-every 2500 --init-from runs/v2-stage13/encoder.keras --run-dir runs/v2-stage15
 # Stage 16: from stage 15, on four new views (--seed 12), 3000 steps at 1e-3.
 train --steps 3000 --lr 1e-3 --seed 12 --eval-every 1500 --init-from runs/v2-stage15/encoder.keras --run-dir runs/v2-stage16
-# Stage 17 (shipped): from stage 16, on four new views (--seed 13), 5000 steps at 1e-3.
+# Stage 17: from stage 16, on four new views (--seed 13), 5000 steps at 1e-3.
 train --steps 5000 --lr 1e-3 --seed 13 --eval-every 2500 --init-from runs/v2-stage16/encoder.keras --run-dir runs/v2-stage17
-.venv/bin/model-build --cache-dir cache export --run-dir runs/v2-stage17 --out daemon/models
+# Stage 21: from stage 17, seed-21 views, a quarter blended with another face, a moving average saved.
+train --steps 5000 --lr 1e-3 --seed 21 --eval-every 2500 --blend 0.25 --ema-decay 0.999 \
+  --init-from runs/v2-stage17/encoder.keras --run-dir runs/v2-stage21
+# Stage 22 (shipped): from stage 21's average, the same options on seed-22 views, 3500 steps.
+train --steps 3500 --lr 1e-3 --seed 22 --eval-every 1750 --blend 0.25 --ema-decay 0.999 \
+  --init-from runs/v2-stage21/encoder.keras --run-dir runs/v2-stage22
+.venv/bin/model-build --cache-dir cache export --run-dir runs/v2-stage22 --out daemon/models
