@@ -24,26 +24,15 @@ def producer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return layer._inbound_nodes[0].input_tensors[0]._keras_history.operation  # noqa: SLF001
 
 
-def consumers(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
-    """Layer name -> the layers that read its output."""
-    out: dict[str, list] = {layer.name: [] for layer in model.layers}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:  # noqa: SLF001
-            for t in node.input_tensors:
-                out[t._keras_history.operation.name].append(layer)  # noqa: SLF001
-    return out
-
-
 def fold_batch_norms(model: keras.Model) -> keras.Model:
     """A copy of ``model`` in which every batch norm after a bias-free kernel is folded in."""
     folded = keras.models.clone_model(model)
     folded.set_weights(model.get_weights())
-    readers = consumers(folded)
     for bn in folded.layers:
         if not isinstance(bn, keras.layers.BatchNormalization):
             continue
         source = producer(bn)
-        if not isinstance(source, FOLDABLE) or source.use_bias or len(readers[source.name]) != 1:
+        if not isinstance(source, FOLDABLE) or source.use_bias or len(source._outbound_nodes) != 1:  # noqa: SLF001
             raise ValueError(f"cannot fold {bn.name}: it must follow one bias-free kernel layer")
         gamma, beta, mean, var = (np.asarray(w) for w in bn.get_weights())
         k = gamma / np.sqrt(var + bn.epsilon)

@@ -51,7 +51,7 @@ def convert(model: keras.Model, representative_crops: np.ndarray, int8: bool = T
     with tempfile.TemporaryDirectory() as tmp:
         # Fold batch norms here, not in the converter: it folded the global depthwise conv's
         # batch norm gain (up to 10x) into the next layer, so the 512 channels between them
-        # were rounded before that gain; int8-Keras cosine 0.988 -> 0.996 (docs/model.md).
+        # were rounded before that gain; int8-Keras cosine 0.987 -> 0.997 (docs/model.md).
         _saved_model(fold_batch_norms(model), Path(tmp))
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if int8:
